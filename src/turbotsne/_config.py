@@ -1,0 +1,68 @@
+"""Shared numerical settings and thread control.
+
+One place for the numba ``fastmath`` flags (without ``nnan``/``ninf`` so that
+NaN and inf checks inside kernels keep working), the dtypes, and the
+translation of scikit-learn's ``n_jobs`` convention into a thread count that
+governs numba, scipy.fft and the neighbour indexes alike.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+#: fastmath flags for every numba kernel: reassociation and contraction allowed,
+#: but NaN/inf semantics kept (``nnan``/``ninf`` are deliberately absent).
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+#: dtype of embeddings, gradients and affinities.
+FLOAT = np.float64
+#: dtype of CSR index arrays handed to kernels.
+INDEX = np.int64
+
+
+def cpu_count() -> int:
+    """Number of CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def effective_n_jobs(n_jobs) -> int:
+    """Resolve scikit-learn's ``n_jobs`` convention to a positive thread count.
+
+    ``None`` means 1; ``-1`` all cores, ``-2`` all but one, and so on; a
+    positive value is used as given (capped at the cores available).
+    """
+    n_cpus = cpu_count()
+    if n_jobs is None:
+        return 1
+    n_jobs = int(n_jobs)
+    if n_jobs == 0:
+        raise ValueError(
+            "The 'n_jobs' parameter must be a non-zero integer (-1 for all cores). Got 0 instead."
+        )
+    if n_jobs < 0:
+        return max(1, n_cpus + 1 + n_jobs)
+    return max(1, min(n_jobs, n_cpus))
+
+
+@contextlib.contextmanager
+def thread_limit(n_jobs):
+    """Run the enclosed block with numba using ``effective_n_jobs(n_jobs)`` threads.
+
+    The previous thread count is restored on exit, also on error. Yields the
+    resolved thread count, which callers also hand to ``scipy.fft`` as
+    ``workers``.
+    """
+    import numba
+
+    n = min(effective_n_jobs(n_jobs), numba.config.NUMBA_NUM_THREADS)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(previous)

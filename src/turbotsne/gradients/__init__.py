@@ -1,0 +1,135 @@
+"""Gradient backends and their registry.
+
+A backend is chosen once per optimisation and called once per iteration::
+
+    kl = backend.gradient(Y, P, dof, exaggeration, out, compute_kl)
+
+It writes the full gradient (openTSNE's scaling: a quarter of dKL/dy, see
+``tests/reference.py``) into ``out`` and returns the KL divergence of the
+un-exaggerated P when ``compute_kl`` is true, else ``None``. All CPU backends
+share the sparse attractive term (:mod:`.attractive`) and differ only in the
+*repulsion*: a callable ``repulsion(Y, dof, out) -> Z`` that writes the
+unnormalised repulsive forces ``r_i = sum_j w_ij^((dof+1)/dof) (y_i - y_j)``
+into ``out`` and returns the normaliser ``Z = sum_{i != j} w_ij``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .attractive import attractive_forces, entropy_term
+from .exact import ExactRepulsion, exact_dense_gradient
+
+#: accepted names of each method (openTSNE's aliases plus "exact").
+ALIASES = {
+    "exact": "exact",
+    "bh": "bh",
+    "BH": "bh",
+    "barneshut": "bh",
+    "barnes-hut": "bh",
+    "fft": "fft",
+    "FFT": "fft",
+    "interpolation": "fft",
+    "auto": "auto",
+}
+
+
+def canonical_method(name) -> str:
+    """Map a user-facing ``negative_gradient_method`` to "exact", "bh", "fft" or "auto"."""
+    if not isinstance(name, str) or name not in ALIASES:
+        raise ValueError(
+            "The 'negative_gradient_method' parameter must be one of "
+            f"{sorted(ALIASES)}. Got {name!r} instead."
+        )
+    return ALIASES[name]
+
+
+class SparseGradient:
+    """Sparse attraction over CSR P plus a pluggable repulsion."""
+
+    def __init__(self, repulsion):
+        self.repulsion = repulsion
+        self.name = getattr(repulsion, "name", type(repulsion).__name__)
+        self._buffers = None
+        self._entropy = None
+        self._P_id = None
+
+    def _scratch(self, Y):
+        n, d = Y.shape
+        if self._buffers is None or self._buffers[0].shape != (n, d):
+            self._buffers = (np.empty((n, d)), np.empty(n))
+        return self._buffers
+
+    def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
+        rep, log_w = self._scratch(Y)
+        attractive_forces(P.indptr, P.indices, P.data, Y, float(dof), float(exaggeration), out, log_w)
+        Z = self.repulsion(Y, float(dof), rep)
+        out -= rep * (1.0 / Z)
+        if not compute_kl:
+            return None
+        if self._P_id is not id(P):
+            self._entropy, self._P_id = entropy_term(P.data), id(P)
+        return float(self._entropy - log_w.sum() + np.log(Z) * P.data.sum())
+
+
+class DenseExactGradient:
+    """scikit-learn's exact method: dense all-pairs P, attraction and repulsion fused."""
+
+    name = "exact"
+
+    def __init__(self):
+        self._buffers = None
+        self._entropy = None
+        self._P_id = None
+
+    def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
+        n, d = Y.shape
+        if self._buffers is None or self._buffers[0].shape != (n, d):
+            self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
+        rep, row_z, row_log = self._buffers
+        Z = exact_dense_gradient(P, Y, float(dof), float(exaggeration), out, rep, row_z, row_log)
+        if not compute_kl:
+            return None
+        if self._P_id is not id(P):
+            self._entropy, self._P_id = entropy_term(P.ravel()), id(P)
+        return float(self._entropy - row_log.sum() + np.log(Z) * P.sum())
+
+
+def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
+                   ints_in_interval=1, n_jobs=1, n_samples=None, n_components=2):
+    """Build the repulsion callable of a canonical method ("exact", "bh", "fft")."""
+    if method == "exact" or (method == "bh" and theta == 0):
+        return ExactRepulsion()
+    if method == "bh":
+        raise NotImplementedError(
+            "negative_gradient_method='bh' with theta > 0 (Barnes-Hut) is not implemented yet; "
+            "use negative_gradient_method='exact' or theta=0."
+        )
+    if method == "fft":
+        raise NotImplementedError(
+            "negative_gradient_method='fft' (FFT-accelerated interpolation) is not implemented yet; "
+            "use negative_gradient_method='exact'."
+        )
+    raise ValueError(f"Unknown repulsion method {method!r}.")
+
+
+def resolve_auto(n_samples, n_components) -> str:
+    """The method that "auto" stands for at this size (exact until the fast methods land)."""
+    return "exact"
+
+
+def make_backend(method, P, **options):
+    """Backend for a canonical method and an affinity matrix P.
+
+    A dense ndarray P gets the fused dense exact kernel; a CSR P gets the sparse
+    attraction plus the method's repulsion.
+    """
+    if method == "auto":
+        method = resolve_auto(P.shape[0], options.get("n_components", 2))
+    if isinstance(P, np.ndarray):
+        if method != "exact":
+            raise ValueError("A dense P is only supported by the exact method.")
+        return DenseExactGradient()
+    if not sp.issparse(P):
+        raise TypeError(f"P must be a dense ndarray or a scipy sparse matrix, got {type(P).__name__}.")
+    return SparseGradient(make_repulsion(method, **options))

@@ -1,0 +1,16 @@
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def make_clusters(n=600, n_features=10, n_clusters=5, seed=0, spread=0.5):
+    """A generated clustered data set: well-separated Gaussian blobs."""
+    r = np.random.default_rng(seed)
+    centers = r.normal(scale=6.0, size=(n_clusters, n_features))
+    labels = r.integers(0, n_clusters, size=n)
+    X = centers[labels] + r.normal(scale=spread * 2, size=(n, n_features))
+    return X, labels

@@ -1,0 +1,90 @@
+"""Slow, obviously correct NumPy references that the kernels are tested against.
+
+Conventions (the whole library follows them):
+
+* the low-dimensional kernel with ``dof`` = alpha is
+  ``w_ij = (1 + |y_i - y_j|^2 / alpha) ** -alpha`` (Kobak et al. 2019; alpha = 1
+  is the Cauchy kernel of standard t-SNE), ``Z = sum_{i != j} w_ij`` and
+  ``q_ij = w_ij / Z``;
+* the gradient is openTSNE's scaling of dKL/dy (a quarter of the true
+  derivative, so that ``learning_rate = N / exaggeration`` is the right step):
+  ``g_i = sum_j (exaggeration * p_ij - q_ij) * w_ij ** (1 / alpha) * (y_i - y_j)``;
+* the unnormalised repulsion is ``r_i = sum_j w_ij ** ((alpha + 1) / alpha) * (y_i - y_j)``,
+  so that the repulsive part of ``g_i`` is ``r_i / Z``;
+* KL divergence is ``sum_ij p_ij log(p_ij / q_ij)`` of the un-exaggerated P.
+"""
+import numpy as np
+
+
+def pairwise_sq(Y):
+    Y = np.asarray(Y, dtype=np.float64)
+    diff = Y[:, None, :] - Y[None, :, :]
+    return diff, np.einsum("ijk,ijk->ij", diff, diff)
+
+
+def kernel(d2, dof):
+    return (1.0 + d2 / dof) ** (-dof)
+
+
+def repulsion(Y, dof=1.0):
+    """Return (r, Z): the unnormalised repulsive forces and the normaliser."""
+    diff, d2 = pairwise_sq(Y)
+    w = kernel(d2, dof)
+    np.fill_diagonal(w, 0.0)
+    Z = w.sum()
+    r = np.einsum("ij,ijk->ik", w ** ((dof + 1.0) / dof), diff)
+    return r, Z
+
+
+def gradient(Y, P, dof=1.0, exaggeration=1.0):
+    """Full gradient for a dense symmetric P (sum 1) in openTSNE's scaling."""
+    P = np.asarray(P.toarray() if hasattr(P, "toarray") else P, dtype=np.float64)
+    diff, d2 = pairwise_sq(Y)
+    w = kernel(d2, dof)
+    np.fill_diagonal(w, 0.0)
+    Z = w.sum()
+    q = w / Z
+    coeff = (exaggeration * P - q) * w ** (1.0 / dof)
+    np.fill_diagonal(coeff, 0.0)
+    return np.einsum("ij,ijk->ik", coeff, diff)
+
+
+def kl_divergence(Y, P, dof=1.0):
+    """KL(P || Q) for a dense symmetric P that sums to 1."""
+    P = np.asarray(P.toarray() if hasattr(P, "toarray") else P, dtype=np.float64)
+    _, d2 = pairwise_sq(Y)
+    w = kernel(d2, dof)
+    np.fill_diagonal(w, 0.0)
+    q = w / w.sum()
+    mask = P > 0
+    return float(np.sum(P[mask] * np.log(P[mask] / q[mask])))
+
+
+def conditional_probabilities(sq_distances, perplexity, tol=1e-5, max_iter=100):
+    """Row-wise Gaussian conditionals by bisection on the precision, in the way
+    scikit-learn's ``_binary_search_perplexity`` does it (entropy in nats).
+
+    ``sq_distances`` has one row per point over its candidate neighbours
+    (the point itself excluded).
+    """
+    D = np.asarray(sq_distances, dtype=np.float64)
+    n, k = D.shape
+    P = np.zeros((n, k))
+    target = np.log(perplexity)
+    for i in range(n):
+        beta, lo, hi = 1.0, -np.inf, np.inf
+        for _ in range(max_iter):
+            p = np.exp(-D[i] * beta)
+            s = max(p.sum(), 1e-8)
+            p = p / s
+            H = np.log(s) + beta * np.sum(D[i] * p)
+            if abs(H - target) <= tol:
+                break
+            if H > target:
+                lo = beta
+                beta = beta * 2.0 if hi == np.inf else (beta + hi) / 2.0
+            else:
+                hi = beta
+                beta = beta / 2.0 if lo == -np.inf else (beta + lo) / 2.0
+        P[i] = p
+    return P
