@@ -1,0 +1,14 @@
+"""turbotsne: fast t-SNE with the openTSNE feature set and scikit-learn conventions.
+
+Importing the package compiles nothing: numba kernels are compiled (and cached)
+on first use.
+"""
+from .affinity import PerplexityBasedDense, PerplexityBasedNN
+from .embedding import TSNEEmbedding
+from .estimator import TSNE
+from .optimizer import OptimizationInterrupt
+
+__version__ = "0.1.0"
+
+__all__ = ["TSNE", "TSNEEmbedding", "PerplexityBasedNN", "PerplexityBasedDense", "OptimizationInterrupt",
+           "__version__"]

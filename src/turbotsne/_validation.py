@@ -1,0 +1,94 @@
+"""Parameter checks shared by every entry point, in scikit-learn's message style:
+
+    The 'perplexity' parameter of TSNE must be a float in the range (0.0, inf). Got -1 instead.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def _range_text(low, high, closed):
+    left = "[" if closed in ("left", "both") else "("
+    right = "]" if closed in ("right", "both") else ")"
+    lo = "-inf" if low is None else repr(low)
+    hi = "inf" if high is None else repr(high)
+    return f"{left}{lo}, {hi}{right}"
+
+
+def check_scalar(value, name, owner, kind, low=None, high=None, closed="neither", options=(), allow_none=False):
+    """Validate one numeric parameter (optionally also accepting ``None`` or string ``options``).
+
+    Returns the value, converted to ``int``/``float`` when numeric.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str) and value in options:
+        return value
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    ok_type = is_int if kind is int else is_real
+    ok = ok_type and not (is_real and np.isnan(value))
+    if ok:
+        if low is not None and (value < low or (value == low and closed not in ("left", "both"))):
+            ok = False
+        if high is not None and (value > high or (value == high and closed not in ("right", "both"))):
+            ok = False
+    if not ok:
+        what = "an int" if kind is int else "a float"
+        alts = [f"{what} in the range {_range_text(low, high, closed)}"]
+        alts += [f"{o!r}" for o in options]
+        if allow_none:
+            alts.append("None")
+        text = alts[0] if len(alts) == 1 else ", ".join(alts[:-1]) + " or " + alts[-1]
+        raise ValueError(f"The {name!r} parameter of {owner} must be {text}. Got {value!r} instead.")
+    return int(value) if kind is int else float(value)
+
+
+def check_option(value, name, owner, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(
+            f"The {name!r} parameter of {owner} must be a str among {sorted(set(options))}. Got {value!r} instead.")
+    return value
+
+
+def check_callbacks(callbacks, owner):
+    """Normalise ``callbacks`` to a tuple of callables."""
+    if callbacks is None:
+        return ()
+    if callable(callbacks):
+        return (callbacks,)
+    try:
+        cbs = tuple(callbacks)
+    except TypeError:
+        cbs = None
+    if cbs is None or not all(callable(c) for c in cbs):
+        raise ValueError(
+            f"The 'callbacks' parameter of {owner} must be a callable or a list of callables. "
+            f"Got {callbacks!r} instead.")
+    return cbs
+
+
+def check_n_jobs(n_jobs, owner):
+    if n_jobs is None:
+        return 1
+    if not isinstance(n_jobs, numbers.Integral) or isinstance(n_jobs, bool) or n_jobs == 0:
+        raise ValueError(
+            f"The 'n_jobs' parameter of {owner} must be a non-zero int (-1 for all cores, -2 for all "
+            f"but one) or None. Got {n_jobs!r} instead.")
+    return int(n_jobs)
+
+
+def check_gradient_options(owner, *, dof, theta, n_interpolation_points, min_num_intervals, ints_in_interval,
+                           max_grad_norm, max_step_norm, callbacks_every_iters, n_jobs):
+    """Checks shared by ``TSNE`` and ``TSNEEmbedding.optimize``."""
+    check_scalar(dof, "dof", owner, float, low=0.0)
+    check_scalar(theta, "theta", owner, float, low=0.0, closed="left")
+    check_scalar(n_interpolation_points, "n_interpolation_points", owner, int, low=1, closed="left")
+    check_scalar(min_num_intervals, "min_num_intervals", owner, int, low=1, closed="left")
+    check_scalar(ints_in_interval, "ints_in_interval", owner, float, low=0.0)
+    check_scalar(max_grad_norm, "max_grad_norm", owner, float, low=0.0, allow_none=True)
+    check_scalar(max_step_norm, "max_step_norm", owner, float, low=0.0, allow_none=True)
+    check_scalar(callbacks_every_iters, "callbacks_every_iters", owner, int, low=1, closed="left")
+    check_n_jobs(n_jobs, owner)

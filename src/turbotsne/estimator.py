@@ -1,0 +1,234 @@
+"""``turbotsne.TSNE``: the ``openTSNE.sklearn.TSNE`` contract with scikit-learn's conventions.
+
+``__init__`` only stores parameters; ``fit`` validates them, resolves the
+"auto" values (kept as fitted attributes, e.g. ``learning_rate_``) and drives
+the pieces: neighbours -> affinities -> initialisation -> two optimisation
+phases (early exaggeration, then the normal regime).
+"""
+from __future__ import annotations
+
+import logging
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+
+from . import gradients, initialization
+from ._validation import check_callbacks, check_gradient_options, check_option, check_scalar
+from .affinity import PerplexityBasedDense, PerplexityBasedNN
+from .embedding import TSNEEmbedding
+from .neighbors import KNNIndex
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover
+    _validate_data = None
+
+log = logging.getLogger(__name__)
+
+_NEIGHBORS = ("exact", "auto", "approx", "annoy", "pynndescent", "hnsw")
+_INITIALIZATIONS = ("pca", "spectral", "random")
+
+
+class TSNE(TransformerMixin, BaseEstimator):
+    """t-distributed Stochastic Neighbor Embedding.
+
+    A drop-in for ``openTSNE.sklearn.TSNE``: the same parameters, in the same
+    order, with the same defaults and meaning (see the openTSNE parameter
+    guide). The gradient is openTSNE's scaling (a quarter of dKL/dy), so
+    ``learning_rate="auto"`` is ``N / exaggeration`` in each phase, which is
+    what scikit-learn's ``4 * max(N / early_exaggeration / 4, 50)`` is too.
+
+    Parameters beyond openTSNE's (keyword-only)
+    -------------------------------------------
+    n_iter_without_progress : int or None, default=None
+        Stop when the KL divergence (checked every 50 iterations) has not
+        improved for this many iterations (scikit-learn's rule; off by default,
+        as in openTSNE).
+    min_grad_norm : float or None, default=None
+        Stop when the gradient norm falls below this value (off by default).
+
+    Attributes
+    ----------
+    embedding_ : ndarray of shape (n_samples, n_components)
+    kl_divergence_ : float
+        KL(P || Q) of the un-exaggerated P at the last iteration.
+    n_iter_ : int
+        Iterations run, both phases together.
+    learning_rate_ : float
+        The learning rate of the final phase ("auto" resolved).
+    n_features_in_ : int
+    """
+
+    def __init__(self, n_components=2, perplexity=30, learning_rate="auto", early_exaggeration_iter=250,
+                 early_exaggeration="auto", n_iter=500, exaggeration=None, dof=1, theta=0.5,
+                 n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1, initialization="pca",
+                 metric="euclidean", metric_params=None, initial_momentum=0.8, final_momentum=0.8,
+                 max_grad_norm=None, max_step_norm=5, n_jobs=1, neighbors="auto",
+                 negative_gradient_method="auto", callbacks=None, callbacks_every_iters=50,
+                 random_state=None, verbose=False, *, n_iter_without_progress=None, min_grad_norm=None):
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.learning_rate = learning_rate
+        self.early_exaggeration_iter = early_exaggeration_iter
+        self.early_exaggeration = early_exaggeration
+        self.n_iter = n_iter
+        self.exaggeration = exaggeration
+        self.dof = dof
+        self.theta = theta
+        self.n_interpolation_points = n_interpolation_points
+        self.min_num_intervals = min_num_intervals
+        self.ints_in_interval = ints_in_interval
+        self.initialization = initialization
+        self.metric = metric
+        self.metric_params = metric_params
+        self.initial_momentum = initial_momentum
+        self.final_momentum = final_momentum
+        self.max_grad_norm = max_grad_norm
+        self.max_step_norm = max_step_norm
+        self.n_jobs = n_jobs
+        self.neighbors = neighbors
+        self.negative_gradient_method = negative_gradient_method
+        self.callbacks = callbacks
+        self.callbacks_every_iters = callbacks_every_iters
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_iter_without_progress = n_iter_without_progress
+        self.min_grad_norm = min_grad_norm
+
+    # -- validation -----------------------------------------------------------------
+    def _validate_params(self):
+        o = "TSNE"
+        check_scalar(self.n_components, "n_components", o, int, low=1, closed="left")
+        check_scalar(self.perplexity, "perplexity", o, float, low=0.0)
+        check_scalar(self.learning_rate, "learning_rate", o, float, low=0.0, options=("auto",))
+        check_scalar(self.early_exaggeration_iter, "early_exaggeration_iter", o, int, low=0, closed="left")
+        check_scalar(self.early_exaggeration, "early_exaggeration", o, float, low=0.0, options=("auto",))
+        check_scalar(self.n_iter, "n_iter", o, int, low=0, closed="left")
+        check_scalar(self.exaggeration, "exaggeration", o, float, low=0.0, allow_none=True)
+        check_gradient_options(o, dof=self.dof, theta=self.theta, n_interpolation_points=self.n_interpolation_points,
+                               min_num_intervals=self.min_num_intervals, ints_in_interval=self.ints_in_interval,
+                               max_grad_norm=self.max_grad_norm, max_step_norm=self.max_step_norm,
+                               callbacks_every_iters=self.callbacks_every_iters, n_jobs=self.n_jobs)
+        if not isinstance(self.initialization, (np.ndarray, list, tuple)):
+            check_option(self.initialization, "initialization", o, _INITIALIZATIONS)
+        if not (isinstance(self.metric, str) or callable(self.metric)):
+            raise ValueError(f"The 'metric' parameter of TSNE must be a str or a callable. Got {self.metric!r} instead.")
+        if self.metric_params is not None and not isinstance(self.metric_params, dict):
+            raise ValueError(
+                f"The 'metric_params' parameter of TSNE must be a dict or None. Got {self.metric_params!r} instead.")
+        check_scalar(self.initial_momentum, "initial_momentum", o, float, low=0.0, high=1.0, closed="left")
+        check_scalar(self.final_momentum, "final_momentum", o, float, low=0.0, high=1.0, closed="left")
+        if not isinstance(self.neighbors, KNNIndex):
+            check_option(self.neighbors, "neighbors", o, _NEIGHBORS)
+        gradients.canonical_method(self.negative_gradient_method)
+        check_callbacks(self.callbacks, o)
+        if not isinstance(self.verbose, (bool, numbers.Integral)):
+            raise ValueError(f"The 'verbose' parameter of TSNE must be a bool. Got {self.verbose!r} instead.")
+        check_scalar(self.n_iter_without_progress, "n_iter_without_progress", o, int, low=1, closed="left",
+                     allow_none=True)
+        check_scalar(self.min_grad_norm, "min_grad_norm", o, float, low=0.0, closed="left", allow_none=True)
+
+    def _check_X(self, X, reset):
+        kwargs = dict(accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if _validate_data is not None:
+            X = _validate_data(self, X, reset=reset, **kwargs)
+        else:  # pragma: no cover
+            X = self._validate_data(X, reset=reset, **kwargs)
+        if self.metric == "precomputed" and reset:
+            if X.shape[0] != X.shape[1]:
+                raise ValueError(
+                    f"With metric='precomputed', X must be a square distance matrix; got shape {X.shape}.")
+            values = X.data if sp.issparse(X) else X
+            if np.any(values < 0):
+                raise ValueError("With metric='precomputed', X must contain non-negative distances.")
+        return X
+
+    # -- fitting ----------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Fit X into an embedded space; returns ``self``."""
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit X into an embedded space and return the embedding of the training data."""
+        self._fit(X)
+        return self.embedding_
+
+    def _fit(self, X):
+        self._validate_params()
+        X = self._check_X(X, reset=True)
+        n = X.shape[0]
+        random_state = check_random_state(self.random_state)
+        method = gradients.canonical_method(self.negative_gradient_method)
+        if method == "auto":
+            method = gradients.resolve_auto(n, self.n_components)
+
+        log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], self.n_components, method)
+        if method == "exact":
+            if sp.issparse(X) and self.metric != "precomputed":
+                X = X.toarray()
+            affinities = PerplexityBasedDense(X, self.perplexity, metric=self.metric,
+                                              metric_params=self.metric_params, n_jobs=self.n_jobs)
+        else:
+            affinities = PerplexityBasedNN(X, self.perplexity, method=self.neighbors, metric=self.metric,
+                                           metric_params=self.metric_params, n_jobs=self.n_jobs,
+                                           random_state=random_state, verbose=self.verbose)
+        Y0 = self._initial_embedding(X, affinities, random_state)
+
+        embedding = TSNEEmbedding(
+            Y0, affinities, random_state=random_state, negative_gradient_method=method, dof=self.dof,
+            theta=self.theta, n_interpolation_points=self.n_interpolation_points,
+            min_num_intervals=self.min_num_intervals, ints_in_interval=self.ints_in_interval,
+            max_grad_norm=self.max_grad_norm, max_step_norm=self.max_step_norm, n_jobs=self.n_jobs,
+            callbacks=self.callbacks, callbacks_every_iters=self.callbacks_every_iters, verbose=self.verbose,
+            min_grad_norm=self.min_grad_norm, n_iter_without_progress=self.n_iter_without_progress)
+
+        exaggeration = 1.0 if self.exaggeration is None else float(self.exaggeration)
+        early = max(12.0, exaggeration) if self.early_exaggeration == "auto" else float(self.early_exaggeration)
+        embedding.optimize(self.early_exaggeration_iter, inplace=True, learning_rate=self.learning_rate,
+                           exaggeration=early, momentum=self.initial_momentum)
+        embedding.optimize(self.n_iter, inplace=True, learning_rate=self.learning_rate,
+                           exaggeration=exaggeration, momentum=self.final_momentum)
+
+        self.embedding_ = np.array(embedding.embedding)
+        self.kl_divergence_ = embedding.kl_divergence
+        self.n_iter_ = embedding.n_iter
+        self.learning_rate_ = (embedding.learning_rate if embedding.learning_rate is not None else
+                               (n / exaggeration if self.learning_rate == "auto" else float(self.learning_rate)))
+        self.tsne_embedding_ = embedding
+        return self
+
+    def _initial_embedding(self, X, affinities, random_state):
+        n, d = X.shape[0], self.n_components
+        init = self.initialization
+        if isinstance(init, (np.ndarray, list, tuple)):
+            return initialization.from_array(init, n, d)
+        if init == "pca" and self.metric == "precomputed":
+            warnings.warn("PCA initialisation is not possible with metric='precomputed'; using 'spectral' instead.",
+                          stacklevel=3)
+            init = "spectral"
+        if init == "pca":
+            return initialization.pca(X, d, random_state=random_state)
+        if init == "spectral":
+            return initialization.spectral(affinities.P, d, random_state=random_state)
+        return initialization.random(n, d, random_state=random_state)
+
+    def transform(self, X, *args, **kwargs):
+        """Embed new points into the fitted embedding (see ``TSNEEmbedding.transform``)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "embedding_")
+        self._check_X(X, reset=False)
+        raise NotImplementedError(
+            "TSNE.transform (embedding new points) is not available yet in this version of turbotsne.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.pairwise = self.metric == "precomputed"
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,160 @@
+"""Gradient descent for t-SNE: momentum, delta-bar-delta gains, clipping, callbacks.
+
+One loop (:func:`gradient_descent`) serves every phase; a schedule such as early
+exaggeration followed by the normal regime is a sequence of calls that share one
+:class:`OptimizerState`, so gains and the last update carry over between calls
+(as in openTSNE). Per iteration the loop allocates nothing: the backend writes
+the gradient into a preallocated array and one numba kernel applies the step.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numba
+import numpy as np
+
+from ._config import FASTMATH, thread_limit
+
+log = logging.getLogger(__name__)
+
+#: gains never drop below this (scikit-learn's ``min_gain``)
+MIN_GAIN = 0.01
+
+
+class OptimizationInterrupt(KeyboardInterrupt):
+    """Raised on Ctrl-C during optimisation; ``final_embedding`` holds the last positions."""
+
+    def __init__(self, error, final_embedding):
+        super().__init__(error)
+        self.error = error
+        self.final_embedding = final_embedding
+
+
+class OptimizerState:
+    """What the optimiser carries between calls: per-coordinate gains and the last update."""
+
+    def __init__(self, shape):
+        self.gains = np.ones(shape, dtype=np.float64)
+        self.update = np.zeros(shape, dtype=np.float64)
+
+    def copy(self):
+        new = OptimizerState.__new__(OptimizerState)
+        new.gains = self.gains.copy()
+        new.update = self.update.copy()
+        return new
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _step(Y, grad, update, gains, learning_rate, momentum, max_grad_norm, max_step_norm, row_sq):
+    """One descent step in place; ``row_sq[i]`` receives ``|grad_i|^2`` before clipping.
+
+    Clipping is per point, as openTSNE does: the gradient of a point is scaled
+    down to ``max_grad_norm`` and its step to ``max_step_norm`` (``inf`` = off).
+    """
+    n, d = Y.shape
+    for i in numba.prange(n):
+        g2 = 0.0
+        for k in range(d):
+            g2 += grad[i, k] * grad[i, k]
+        row_sq[i] = g2
+        scale = 1.0
+        if g2 > max_grad_norm * max_grad_norm:
+            scale = max_grad_norm / np.sqrt(g2)
+        u2 = 0.0
+        for k in range(d):
+            g = grad[i, k] * scale
+            if update[i, k] * g < 0.0:
+                gains[i, k] += 0.2
+            else:
+                gains[i, k] = max(gains[i, k] * 0.8, MIN_GAIN)
+            u = momentum * update[i, k] - learning_rate * gains[i, k] * g
+            update[i, k] = u
+            u2 += u * u
+        if u2 > max_step_norm * max_step_norm:
+            s = max_step_norm / np.sqrt(u2)
+            for k in range(d):
+                update[i, k] *= s
+        for k in range(d):
+            Y[i, k] += update[i, k]
+
+
+@numba.njit(fastmath=FASTMATH, cache=True)
+def _recentre(Y):
+    n, d = Y.shape
+    for k in range(d):
+        m = 0.0
+        for i in range(n):
+            m += Y[i, k]
+        m /= n
+        for i in range(n):
+            Y[i, k] -= m
+
+
+def resolve_learning_rate(learning_rate, n_samples, exaggeration):
+    """``"auto"`` is ``N / exaggeration`` (Belkina et al. 2019, openTSNE's scaling)."""
+    if isinstance(learning_rate, str) and learning_rate == "auto":
+        return max(n_samples / exaggeration, 1.0)
+    return float(learning_rate)
+
+
+def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, exaggeration=1.0,
+                     dof=1.0, max_grad_norm=None, max_step_norm=None, callbacks=(),
+                     callbacks_every_iters=50, recentre=True, n_jobs=1, verbose=False,
+                     min_grad_norm=None, n_iter_without_progress=None, log_every=50, embedding_view=None):
+    """Run ``n_iter`` iterations on ``Y`` in place.
+
+    Returns ``(kl, n_done)``: the KL divergence at the last iteration and the
+    number of iterations run (fewer when a callback or a stopping rule ends the
+    run). ``embedding_view(Y)`` gives what callbacks receive (default: a copy).
+    """
+    n = Y.shape[0]
+    grad = np.empty_like(Y)
+    row_sq = np.empty(n)
+    mg = np.inf if max_grad_norm is None else float(max_grad_norm)
+    ms = np.inf if max_step_norm is None else float(max_step_norm)
+    view = embedding_view or (lambda A: A.copy())
+    kl = None
+    best_kl, best_iter = np.inf, 0
+    check_every = log_every if n_iter_without_progress is not None else None
+    t0 = time.perf_counter()
+    i = 0
+    with thread_limit(n_jobs):
+        try:
+            for i in range(n_iter):
+                it = i + 1
+                want_cb = bool(callbacks) and it % callbacks_every_iters == 0
+                want_log = verbose and it % log_every == 0
+                want_check = check_every is not None and it % check_every == 0
+                compute_kl = want_cb or want_log or want_check or it == n_iter
+                kl_now = backend.gradient(Y, P, dof, exaggeration, grad, compute_kl)
+                if kl_now is not None:
+                    kl = kl_now
+                _step(Y, grad, state.update, state.gains, learning_rate, momentum, mg, ms, row_sq)
+                if recentre:
+                    _recentre(Y)
+                if want_log:
+                    log.info("Iteration %4d, KL divergence %6.4f, %.2f s per 50 iterations",
+                             it, kl, (time.perf_counter() - t0) * 50 / it)
+                if want_cb:
+                    if any(bool(cb(it, kl, view(Y))) for cb in callbacks):
+                        log.info("Optimisation stopped by a callback at iteration %d", it)
+                        return kl, it
+                if min_grad_norm is not None and np.sqrt(row_sq.sum()) <= min_grad_norm:
+                    log.info("Gradient norm below min_grad_norm at iteration %d; stopping", it)
+                    return _final_kl(kl, compute_kl, backend, Y, P, dof, grad), it
+                if want_check:
+                    if kl < best_kl:
+                        best_kl, best_iter = kl, it
+                    elif it - best_iter > n_iter_without_progress:
+                        log.info("No progress for %d iterations; stopping at %d", n_iter_without_progress, it)
+                        return kl, it
+        except KeyboardInterrupt as e:
+            raise OptimizationInterrupt(kl, Y.copy()) from e
+    return kl, n_iter
+
+
+def _final_kl(kl, computed, backend, Y, P, dof, grad):
+    if computed:
+        return kl
+    return backend.gradient(Y, P, dof, 1.0, grad, True)

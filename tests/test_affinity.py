@@ -1,0 +1,88 @@
+"""Affinities against scikit-learn's joint probabilities and the NumPy reference bisection."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import NearestNeighbors
+
+import reference as ref
+from turbotsne.affinity import (PerplexityBasedDense, PerplexityBasedNN, conditional_probabilities,
+                                joint_probabilities_dense, joint_probabilities_nn)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits().data.astype(np.float64)
+
+
+def test_dense_P_matches_scikit_learn_on_digits(digits):
+    from scipy.spatial.distance import squareform
+    from sklearn.manifold._t_sne import _joint_probabilities
+
+    D = pairwise_distances(digits, squared=True)
+    P_ref = squareform(_joint_probabilities(D, 30.0, 0))
+    P = joint_probabilities_dense(D, 30.0)
+    np.testing.assert_allclose(P, P_ref, atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(P, P.T)
+    assert P.sum() == pytest.approx(1.0)
+    assert np.all(np.diag(P) == 0)
+
+
+def test_sparse_P_matches_scikit_learn_on_digits(digits):
+    from sklearn.manifold._t_sne import _joint_probabilities_nn
+
+    k = 90
+    nn = NearestNeighbors(n_neighbors=k).fit(digits)
+    G = nn.kneighbors_graph(mode="distance")
+    G.data **= 2
+    P_ref = _joint_probabilities_nn(G, 30.0, 0).toarray()
+    dist, ind = nn.kneighbors()
+    P = joint_probabilities_nn(ind, dist, 30.0)
+    assert sp.isspmatrix_csr(P)
+    np.testing.assert_allclose(P.toarray(), P_ref, atol=1e-6, rtol=1e-5)
+    assert abs(P - P.T).max() < 1e-15
+    assert P.sum() == pytest.approx(1.0)
+
+
+def test_bisection_matches_reference_and_reaches_perplexity():
+    r = np.random.default_rng(0)
+    D = r.random((50, 20)) * 10
+    out = conditional_probabilities(D, 5.0)
+    np.testing.assert_allclose(out, ref.conditional_probabilities(D, 5.0), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    H = -np.sum(out * np.log(np.maximum(out, 1e-300)), axis=1)
+    np.testing.assert_allclose(np.exp(H), 5.0, rtol=1e-4)
+
+
+def test_bisection_identical_across_thread_counts():
+    from turbotsne._config import thread_limit  # noqa: F401  (conditional_probabilities sets threads itself)
+    D = np.random.default_rng(1).random((400, 30))
+    a = conditional_probabilities(D, 8.0, n_jobs=1)
+    b = conditional_probabilities(D, 8.0, n_jobs=2)
+    assert np.array_equal(a, b)
+
+
+def test_perplexity_based_nn_uses_3_perplexity_neighbours(digits):
+    aff = PerplexityBasedNN(digits[:300], perplexity=10)
+    assert aff.indices.shape == (300, 30)
+    assert aff.P.shape == (300, 300)
+    assert not np.any(aff.indices == np.arange(300)[:, None])
+
+
+def test_too_high_perplexity_is_reduced_with_warning():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.warns(UserWarning, match="Perplexity value 30 is too high"):
+        aff = PerplexityBasedNN(X, perplexity=30)
+    assert aff.perplexity == pytest.approx(19 / 3)
+    with pytest.warns(UserWarning, match="too high"):
+        dense = PerplexityBasedDense(X, perplexity=30)
+    assert dense.P.shape == (20, 20)
+    assert dense.P.sum() == pytest.approx(1.0)
+
+
+def test_dense_precomputed_equals_raw(digits):
+    X = digits[:200]
+    a = PerplexityBasedDense(X, perplexity=15).P
+    b = PerplexityBasedDense(pairwise_distances(X), perplexity=15, metric="precomputed").P
+    np.testing.assert_allclose(a, b, atol=1e-12)
