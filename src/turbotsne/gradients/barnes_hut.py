@@ -1,0 +1,433 @@
+"""Barnes-Hut repulsion: a linear 2^d-ary space-partitioning tree, 1-3 dims (numba).
+
+Design
+------
+Every call rebuilds the tree from scratch; build and traversal are both
+parallel, and neither depends on the thread schedule, so the result is
+bit-identical for any number of threads.
+
+1. **Keys.** The bounding box of ``Y`` is grown to a cube of side ``s``.
+   Each point is quantised to ``depth`` bits per coordinate and the bits are
+   interleaved into a Morton key (binary tree in 1-D, quadtree in 2-D, octree
+   in 3-D; ``depth`` = 30, 30, 21 levels). Keys are computed in parallel.
+2. **Sort.** A stable LSD radix sort (8-bit digits, only as many passes as the
+   key has bits) orders the points by key. Histograms are counted per block
+   in parallel and scattered in parallel; the prefix sums are serial and in a
+   fixed order, so the permutation is unique (stable). The sorted coordinates
+   ``Ys`` are gathered once, so that the points of every cell are one
+   contiguous slice ``Ys[start:end]``.
+3. **Linear tree, level by level.** Node ``t`` stores ``start, end`` (its
+   slice of sorted points), ``first_child, n_children`` (the non-empty
+   children are stored contiguously in the next level), its centre of mass
+   and ``crit = (side / theta)^2``. Level ``l + 1`` is made from level ``l``
+   in two parallel passes (count the non-empty children of each node by
+   binary search on the sorted keys; then write them), with a serial prefix
+   sum in between that assigns child offsets in node order. A node with one
+   point, or at the depth cap, is a leaf; duplicates therefore end in a leaf
+   at the depth cap and never cause unbounded recursion. Centres of mass are
+   computed bottom-up, one parallel pass per level (leaves from their points,
+   inner nodes from their children).
+4. **Traversal.** Points are processed in sorted (Morton) order, in parallel
+   blocks (spatially close points share the same nodes in cache); each
+   thread owns the output rows of its points. An explicit stack replaces
+   recursion. A cell is summarised by its centre of mass when it does not
+   contain the point itself and ``side / distance < theta`` (``d2 > crit``);
+   ``theta = 0`` gives ``crit = inf``, so nothing is summarised and the
+   result is exact. Leaves that are not summarised are iterated point by
+   point, skipping the point itself. ``Z`` is accumulated per point into a
+   buffer and summed in index order.
+
+The tree arrays grow when a build runs out of room (rare: only chains of
+single-child cells, i.e. near-duplicates, need more than the initial
+capacity) and are kept on the object, so repeated calls with the same ``n``
+do not allocate large arrays.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .._config import FASTMATH
+
+#: levels below the root (the depth cap) per embedding dimension; ``d * depth``
+#: bits must fit into a non-negative int64 key.
+DEPTH = {1: 30, 2: 30, 3: 21}
+#: points per parallel block in the traversal.
+_BLOCK = 64
+#: radix sort: bits per digit and rows per histogram block.
+_RADIX_BITS = 8
+_SORT_BLOCK = 8192
+#: explicit stack size of the traversal; enough for depth * (2^d - 1) + 2^d.
+_STACK = 512
+
+_FAILED_CAPACITY = -1
+_FAILED_NONFINITE = -2
+
+
+@numba.njit(inline="always")
+def _spread2(v):
+    # spread the low 32 bits of v to the even bit positions of a 64-bit word
+    v &= 0xFFFFFFFF
+    v = (v | (v << 16)) & 0x0000FFFF0000FFFF
+    v = (v | (v << 8)) & 0x00FF00FF00FF00FF
+    v = (v | (v << 4)) & 0x0F0F0F0F0F0F0F0F
+    v = (v | (v << 2)) & 0x3333333333333333
+    v = (v | (v << 1)) & 0x5555555555555555
+    return v
+
+
+@numba.njit(inline="always")
+def _spread3(v):
+    # spread the low 21 bits of v to every third bit position
+    v &= 0x1FFFFF
+    v = (v | (v << 32)) & 0x1F00000000FFFF
+    v = (v | (v << 16)) & 0x1F0000FF0000FF
+    v = (v | (v << 8)) & 0x100F00F00F00F00F
+    v = (v | (v << 4)) & 0x10C30C30C30C30C3
+    v = (v | (v << 2)) & 0x1249249249249249
+    return v
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _morton_keys(Y, depth, keys):
+    """Write the Morton key of every row of ``Y`` into ``keys``; return the cube side.
+
+    Returns a negative number when ``Y`` holds NaN or inf.
+    """
+    n, d = Y.shape
+    lo = np.empty(d)
+    hi = np.empty(d)
+    for k in range(d):
+        lo[k] = np.inf
+        hi[k] = -np.inf
+    finite = True
+    for i in range(n):
+        for k in range(d):
+            v = Y[i, k]
+            if not np.isfinite(v):
+                finite = False
+            if v < lo[k]:
+                lo[k] = v
+            if v > hi[k]:
+                hi[k] = v
+    if not finite:
+        return -1.0
+    side = 0.0
+    for k in range(d):
+        if hi[k] - lo[k] > side:
+            side = hi[k] - lo[k]
+    if side <= 0.0:
+        side = 1.0  # all points identical: any cube will do
+    n_cells = 1 << depth
+    scale = n_cells / side
+    top = n_cells - 1
+    for i in numba.prange(n):
+        key = np.int64(0)
+        for k in range(d):
+            q = np.int64((Y[i, k] - lo[k]) * scale)
+            if q > top:
+                q = top
+            elif q < 0:
+                q = 0
+            if d == 1:
+                key = q
+            elif d == 2:
+                key |= _spread2(q) << k
+            else:
+                key |= _spread3(q) << k
+        keys[i] = key
+    return side
+
+
+@numba.njit(parallel=True, cache=True)
+def _radix_argsort(keys, n_bits, order, tmp_keys, tmp_order, hist):
+    """Stable LSD radix argsort of the non-negative ``keys`` (< 2**n_bits).
+
+    On return ``order`` holds the permutation and ``keys`` the sorted keys.
+    ``tmp_*`` are scratch of the same length; ``hist`` is an int64 scratch of
+    shape (n_blocks, 2**_RADIX_BITS). Per-block counts make the parallel
+    scatter stable and independent of the thread count.
+    """
+    n = keys.shape[0]
+    n_buckets = 1 << _RADIX_BITS
+    mask = n_buckets - 1
+    n_blocks = hist.shape[0]
+    for i in numba.prange(n):
+        order[i] = i
+    src_k, src_o, dst_k, dst_o = keys, order, tmp_keys, tmp_order
+    n_passes = (n_bits + _RADIX_BITS - 1) // _RADIX_BITS
+    for pss in range(n_passes):
+        shift = pss * _RADIX_BITS
+        for b in numba.prange(n_blocks):
+            for r in range(n_buckets):
+                hist[b, r] = 0
+            for i in range(b * _SORT_BLOCK, min(n, (b + 1) * _SORT_BLOCK)):
+                hist[b, (src_k[i] >> shift) & mask] += 1
+        # exclusive prefix over (bucket, block) in that order: stable
+        total = 0
+        for r in range(n_buckets):
+            for b in range(n_blocks):
+                c = hist[b, r]
+                hist[b, r] = total
+                total += c
+        for b in numba.prange(n_blocks):
+            for i in range(b * _SORT_BLOCK, min(n, (b + 1) * _SORT_BLOCK)):
+                r = (src_k[i] >> shift) & mask
+                pos = hist[b, r]
+                hist[b, r] = pos + 1
+                dst_k[pos] = src_k[i]
+                dst_o[pos] = src_o[i]
+        src_k, src_o, dst_k, dst_o = dst_k, dst_o, src_k, src_o
+    if n_passes % 2 == 1:
+        for i in numba.prange(n):
+            keys[i] = tmp_keys[i]
+            order[i] = tmp_order[i]
+
+
+@numba.njit(inline="always")
+def _upper_bound(skeys, lo, hi, prefix, shift):
+    # first index in [lo, hi) whose key prefix (key >> shift) exceeds ``prefix``
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if (skeys[mid] >> shift) > prefix:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
+    """Build the linear tree over the sorted keys ``skeys`` (permutation ``order``).
+
+    Fills ``Ys`` (sorted coordinates), ``node_i`` rows ``(start, end,
+    first_child, n_children)``, ``node_f`` rows ``(centre of mass..., crit)``
+    and ``level_ptr`` (first node of each level; last entry = node count).
+    Returns the number of nodes, or ``-1`` when ``node_i`` is too small.
+    """
+    n, d = Y.shape
+    depth = level_ptr.shape[0] - 2
+    cap = node_i.shape[0]
+    for p in numba.prange(n):
+        for k in range(d):
+            Ys[p, k] = Y[order[p], k]
+    inv_theta = 1.0 / theta if theta > 0.0 else np.inf
+    node_i[0, 0] = 0
+    node_i[0, 1] = n
+    node_i[0, 2] = 0
+    node_i[0, 3] = 0
+    node_f[0, d] = (side * inv_theta) ** 2
+    level_ptr[0] = 0
+    level_ptr[1] = 1
+    for lvl in range(depth):
+        a = level_ptr[lvl]
+        b = level_ptr[lvl + 1]
+        if a == b:
+            # level ``lvl`` is empty, so are all below it
+            for j in range(lvl + 2, depth + 2):
+                level_ptr[j] = b
+            break
+        shift = d * (depth - 1 - lvl)
+        # pass 1: count the non-empty children of every splittable node
+        for t in numba.prange(a, b):
+            s = node_i[t, 0]
+            e = node_i[t, 1]
+            cnt = 0
+            if e - s >= 2:
+                pos = s
+                while pos < e:
+                    pos = _upper_bound(skeys, pos + 1, e, skeys[pos] >> shift, shift)
+                    cnt += 1
+            node_i[t, 3] = cnt
+        # child offsets in node order (serial, fixed)
+        c = b
+        for t in range(a, b):
+            node_i[t, 2] = c
+            c += node_i[t, 3]
+        if c > cap:
+            return -1
+        level_ptr[lvl + 2] = c
+        crit = (side * 0.5 ** (lvl + 1) * inv_theta) ** 2
+        # pass 2: write the children
+        for t in numba.prange(a, b):
+            if node_i[t, 3] == 0:
+                continue
+            s = node_i[t, 0]
+            e = node_i[t, 1]
+            ch = node_i[t, 2]
+            pos = s
+            while pos < e:
+                nxt = _upper_bound(skeys, pos + 1, e, skeys[pos] >> shift, shift)
+                node_i[ch, 0] = pos
+                node_i[ch, 1] = nxt
+                node_i[ch, 2] = 0
+                node_i[ch, 3] = 0
+                node_f[ch, d] = crit
+                ch += 1
+                pos = nxt
+    # centres of mass, bottom-up
+    for lvl in range(depth, -1, -1):
+        a = level_ptr[lvl]
+        b = level_ptr[lvl + 1]
+        for t in numba.prange(a, b):
+            for k in range(d):
+                node_f[t, k] = 0.0
+            s = node_i[t, 0]
+            e = node_i[t, 1]
+            if node_i[t, 3] == 0:
+                for p in range(s, e):
+                    for k in range(d):
+                        node_f[t, k] += Ys[p, k]
+            else:
+                for ch in range(node_i[t, 2], node_i[t, 2] + node_i[t, 3]):
+                    m = node_i[ch, 1] - node_i[ch, 0]
+                    for k in range(d):
+                        node_f[t, k] += m * node_f[ch, k]
+            inv = 1.0 / (e - s)
+            for k in range(d):
+                node_f[t, k] *= inv
+    return level_ptr[depth + 1]
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
+    """Barnes-Hut repulsion of every point; writes ``out`` (original row order)
+    and ``row_z`` (per-point sums of ``w``); returns ``Z``."""
+    n, d = Ys.shape
+    unit_dof = dof == 1.0
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        stack = np.empty(_STACK, dtype=np.int64)
+        f = np.empty(d)
+        y = np.empty(d)
+        for p in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            for k in range(d):
+                f[k] = 0.0
+                y[k] = Ys[p, k]
+            z = 0.0
+            top = 1
+            stack[0] = 0
+            while top > 0:
+                top -= 1
+                t = stack[top]
+                s = node_i[t, 0]
+                e = node_i[t, 1]
+                d2 = 0.0
+                for k in range(d):
+                    u = y[k] - node_f[t, k]
+                    d2 += u * u
+                if d2 > node_f[t, d] and (p < s or p >= e):
+                    # far enough: summarise the cell by its centre of mass
+                    m = e - s
+                    if unit_dof:
+                        w = 1.0 / (1.0 + d2)
+                        fac = m * w * w
+                    else:
+                        base = 1.0 + d2 / dof
+                        w = base ** (-dof)
+                        fac = m * w / base
+                    z += m * w
+                    for k in range(d):
+                        f[k] += fac * (y[k] - node_f[t, k])
+                elif node_i[t, 3] == 0:
+                    # leaf: every point exactly, the point itself excluded
+                    for q in range(s, e):
+                        if q == p:
+                            continue
+                        d2 = 0.0
+                        for k in range(d):
+                            u = y[k] - Ys[q, k]
+                            d2 += u * u
+                        if unit_dof:
+                            w = 1.0 / (1.0 + d2)
+                            fac = w * w
+                        else:
+                            base = 1.0 + d2 / dof
+                            w = base ** (-dof)
+                            fac = w / base
+                        z += w
+                        for k in range(d):
+                            f[k] += fac * (y[k] - Ys[q, k])
+                else:
+                    c0 = node_i[t, 2]
+                    for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
+                        stack[top] = ch
+                        top += 1
+            i = order[p]
+            for k in range(d):
+                out[i, k] = f[k]
+            row_z[i] = z
+    total = 0.0
+    for i in range(n):
+        total += row_z[i]
+    return total
+
+
+class BarnesHutRepulsion:
+    """Barnes-Hut repulsion in 1-3 dimensions; a callable ``(Y, dof, out) -> Z``.
+
+    ``theta`` is the opening angle: a cell of side ``s`` at distance ``r`` from
+    a point (to its centre of mass) is summarised when ``s / r < theta``.
+    ``theta = 0`` never summarises and reproduces the exact repulsion.
+    """
+
+    name = "bh"
+
+    def __init__(self, theta=0.5):
+        theta = float(theta)
+        if not np.isfinite(theta) or theta < 0:
+            raise ValueError(f"The 'theta' parameter must be a float in the range [0, inf). Got {theta!r} instead.")
+        self.theta = theta
+        self._n = None
+        self._d = None
+        self._capacity = 0
+
+    def _allocate(self, n, d):
+        depth = DEPTH[d]
+        n_blocks = max(1, (n + _SORT_BLOCK - 1) // _SORT_BLOCK)
+        self._keys = np.empty(n, dtype=np.int64)
+        self._order = np.empty(n, dtype=np.int64)
+        self._tmp_keys = np.empty(n, dtype=np.int64)
+        self._tmp_order = np.empty(n, dtype=np.int64)
+        self._hist = np.empty((n_blocks, 1 << _RADIX_BITS), dtype=np.int64)
+        self._Ys = np.empty((n, d))
+        self._row_z = np.empty(n)
+        self._level_ptr = np.empty(depth + 2, dtype=np.int64)
+        self._grow(2 * n + 64, d)
+        self._n, self._d = n, d
+
+    def _grow(self, capacity, d):
+        self._capacity = capacity
+        self._node_i = np.empty((capacity, 4), dtype=np.int64)
+        self._node_f = np.empty((capacity, d + 1))
+
+    def build(self, Y):
+        """Build the tree of ``Y``; returns the number of nodes."""
+        n, d = Y.shape
+        if self._n != n or self._d != d:
+            self._allocate(n, d)
+        depth = DEPTH[d]
+        side = _morton_keys(Y, depth, self._keys)
+        if side < 0:
+            raise ValueError("The embedding contains NaN or inf; the Barnes-Hut tree cannot be built.")
+        _radix_argsort(self._keys, d * depth, self._order, self._tmp_keys, self._tmp_order, self._hist)
+        while True:
+            n_nodes = _build_tree(Y, self._keys, self._order, side, self.theta, self._Ys,
+                                  self._node_i, self._node_f, self._level_ptr)
+            if n_nodes >= 0:
+                return n_nodes
+            self._grow(2 * self._capacity, d)
+
+    def __call__(self, Y, dof, out):
+        if Y.ndim != 2 or not 1 <= Y.shape[1] <= 3:
+            raise ValueError(
+                "Barnes-Hut supports embeddings of 1, 2 or 3 dimensions; got shape "
+                f"{Y.shape}. Use negative_gradient_method='fft' or 'exact' instead."
+            )
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        n = Y.shape[0]
+        if n < 2:
+            out[...] = 0.0
+            return 0.0
+        self.build(Y)
+        return _traverse(self._Ys, self._order, self._node_i, self._node_f, float(dof), out, self._row_z)
