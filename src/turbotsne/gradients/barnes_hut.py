@@ -265,41 +265,90 @@ def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
                 node_f[ch, d] = crit
                 ch += 1
                 pos = nxt
-    # centres of mass, bottom-up
+    # centres of mass and second moments about them (C = mean of
+    # (y - c)(y - c)^T, stored row-major after crit), bottom-up
+    cv = d + 1
     for lvl in range(depth, -1, -1):
         a = level_ptr[lvl]
         b = level_ptr[lvl + 1]
         for t in numba.prange(a, b):
-            for k in range(d):
-                node_f[t, k] = 0.0
+            for k in range(d + 1 + d * d):
+                if k != d:
+                    node_f[t, k] = 0.0
             s = node_i[t, 0]
             e = node_i[t, 1]
+            inv = 1.0 / (e - s)
             if node_i[t, 3] == 0:
                 for p in range(s, e):
                     for k in range(d):
                         node_f[t, k] += Ys[p, k]
+                for k in range(d):
+                    node_f[t, k] *= inv
+                for p in range(s, e):
+                    for k in range(d):
+                        u = Ys[p, k] - node_f[t, k]
+                        for l in range(d):
+                            node_f[t, cv + k * d + l] += u * (Ys[p, l] - node_f[t, l])
             else:
-                for ch in range(node_i[t, 2], node_i[t, 2] + node_i[t, 3]):
+                c0 = node_i[t, 2]
+                c1 = c0 + node_i[t, 3]
+                for ch in range(c0, c1):
                     m = node_i[ch, 1] - node_i[ch, 0]
                     for k in range(d):
                         node_f[t, k] += m * node_f[ch, k]
-            inv = 1.0 / (e - s)
-            for k in range(d):
-                node_f[t, k] *= inv
+                for k in range(d):
+                    node_f[t, k] *= inv
+                for ch in range(c0, c1):
+                    m = node_i[ch, 1] - node_i[ch, 0]
+                    for k in range(d):
+                        u = node_f[ch, k] - node_f[t, k]
+                        for l in range(d):
+                            node_f[t, cv + k * d + l] += m * (
+                                node_f[ch, cv + k * d + l] + u * (node_f[ch, l] - node_f[t, l])
+                            )
+            for k in range(d * d):
+                node_f[t, cv + k] *= inv
     return level_ptr[depth + 1]
+
+
+# Summaries. For the points y_j = c + u_j of a cell (mean u_j = 0, second
+# moment C = mean u_j u_j^T) seen from r = y_i - c, a kernel h(|r - u|^2)
+# expands to second order as
+#     mean h = h + h' tr(C) + 2 h'' r^T C r
+#     mean h (r - u) = r (h + h' tr(C) + 2 h'' r^T C r) + 2 h' C r,
+# with h = w for Z and h = w^((dof+1)/dof) for the force, and
+#     w' = -w / b,  w'' = a1 w / b^2,  g' = -a1 g / b,  g'' = a2 g / b^2
+# for w = b^-dof, b = 1 + s / dof, g = w / b, a1 = (dof+1)/dof,
+# a2 = a1 (dof+2)/dof (dof = 1: b = 1/w, a1 = 2, a2 = 6).
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def _pair(d2, dof, unit_dof):
+    # kernel value w, force factor g = w^((dof+1)/dof) and 1 / b of one pair
+    if unit_dof:
+        w = 1.0 / (1.0 + d2)
+        return w, w * w, w
+    ib = 1.0 / (1.0 + d2 / dof)
+    w = ib**dof
+    return w, w * ib, ib
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
-    """Barnes-Hut repulsion of every point; writes ``out`` (original row order)
-    and ``row_z`` (per-point sums of ``w``); returns ``Z``."""
+    """Barnes-Hut repulsion of every point (any d); writes ``out`` (original
+    row order) and ``row_z`` (per-point sums of ``w``); returns ``Z``."""
     n, d = Ys.shape
+    cv = d + 1
     unit_dof = dof == 1.0
+    a1 = (dof + 1.0) / dof
+    a2 = a1 * (dof + 2.0) / dof
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         stack = np.empty(_STACK, dtype=np.int64)
         f = np.empty(d)
         y = np.empty(d)
+        r = np.empty(d)
+        v = np.empty(d)
         for p in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             for k in range(d):
                 f[k] = 0.0
@@ -314,40 +363,39 @@ def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
                 e = node_i[t, 1]
                 d2 = 0.0
                 for k in range(d):
-                    u = y[k] - node_f[t, k]
-                    d2 += u * u
+                    r[k] = y[k] - node_f[t, k]
+                    d2 += r[k] * r[k]
                 if d2 > node_f[t, d] and (p < s or p >= e):
-                    # far enough: summarise the cell by its centre of mass
+                    # far enough: summarise the cell (second-order expansion)
                     m = e - s
-                    if unit_dof:
-                        w = 1.0 / (1.0 + d2)
-                        fac = m * w * w
-                    else:
-                        base = 1.0 + d2 / dof
-                        w = base ** (-dof)
-                        fac = m * w / base
-                    z += m * w
+                    tr = 0.0
+                    q = 0.0
                     for k in range(d):
-                        f[k] += fac * (y[k] - node_f[t, k])
+                        vk = 0.0
+                        for l in range(d):
+                            vk += node_f[t, cv + k * d + l] * r[l]
+                        v[k] = vk
+                        q += r[k] * vk
+                        tr += node_f[t, cv + k * d + k]
+                    w, g, ib = _pair(d2, dof, unit_dof)
+                    z += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
+                    fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
+                    fv = -2.0 * m * g * a1 * ib
+                    for k in range(d):
+                        f[k] += fr * r[k] + fv * v[k]
                 elif node_i[t, 3] == 0:
                     # leaf: every point exactly, the point itself excluded
-                    for q in range(s, e):
-                        if q == p:
+                    for j in range(s, e):
+                        if j == p:
                             continue
                         d2 = 0.0
                         for k in range(d):
-                            u = y[k] - Ys[q, k]
+                            u = y[k] - Ys[j, k]
                             d2 += u * u
-                        if unit_dof:
-                            w = 1.0 / (1.0 + d2)
-                            fac = w * w
-                        else:
-                            base = 1.0 + d2 / dof
-                            w = base ** (-dof)
-                            fac = w / base
+                        w, g, _ = _pair(d2, dof, unit_dof)
                         z += w
                         for k in range(d):
-                            f[k] += fac * (y[k] - Ys[q, k])
+                            f[k] += g * (y[k] - Ys[j, k])
                 else:
                     c0 = node_i[t, 2]
                     for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
@@ -356,6 +404,70 @@ def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
             i = order[p]
             for k in range(d):
                 out[i, k] = f[k]
+            row_z[i] = z
+    total = 0.0
+    for i in range(n):
+        total += row_z[i]
+    return total
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _traverse_2d(Ys, order, node_i, node_f, dof, out, row_z):
+    """:func:`_traverse` specialised to d = 2 (scalars instead of small arrays)."""
+    n = Ys.shape[0]
+    unit_dof = dof == 1.0
+    a1 = (dof + 1.0) / dof
+    a2 = a1 * (dof + 2.0) / dof
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        stack = np.empty(_STACK, dtype=np.int64)
+        for p in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            y0 = Ys[p, 0]
+            y1 = Ys[p, 1]
+            f0 = 0.0
+            f1 = 0.0
+            z = 0.0
+            top = 1
+            stack[0] = 0
+            while top > 0:
+                top -= 1
+                t = stack[top]
+                s = node_i[t, 0]
+                e = node_i[t, 1]
+                r0 = y0 - node_f[t, 0]
+                r1 = y1 - node_f[t, 1]
+                d2 = r0 * r0 + r1 * r1
+                if d2 > node_f[t, 2] and (p < s or p >= e):
+                    m = e - s
+                    c01 = node_f[t, 4]
+                    v0 = node_f[t, 3] * r0 + c01 * r1
+                    v1 = c01 * r0 + node_f[t, 6] * r1
+                    q = r0 * v0 + r1 * v1
+                    tr = node_f[t, 3] + node_f[t, 6]
+                    w, g, ib = _pair(d2, dof, unit_dof)
+                    z += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
+                    fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
+                    fv = -2.0 * m * g * a1 * ib
+                    f0 += fr * r0 + fv * v0
+                    f1 += fr * r1 + fv * v1
+                elif node_i[t, 3] == 0:
+                    for j in range(s, e):
+                        if j == p:
+                            continue
+                        u0 = y0 - Ys[j, 0]
+                        u1 = y1 - Ys[j, 1]
+                        w, g, _ = _pair(u0 * u0 + u1 * u1, dof, unit_dof)
+                        z += w
+                        f0 += g * u0
+                        f1 += g * u1
+                else:
+                    c0 = node_i[t, 2]
+                    for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
+                        stack[top] = ch
+                        top += 1
+            i = order[p]
+            out[i, 0] = f0
+            out[i, 1] = f1
             row_z[i] = z
     total = 0.0
     for i in range(n):
@@ -399,7 +511,7 @@ class BarnesHutRepulsion:
     def _grow(self, capacity, d):
         self._capacity = capacity
         self._node_i = np.empty((capacity, 4), dtype=np.int64)
-        self._node_f = np.empty((capacity, d + 1))
+        self._node_f = np.empty((capacity, d + 1 + d * d))
 
     def build(self, Y):
         """Build the tree of ``Y``; returns the number of nodes."""
@@ -430,4 +542,5 @@ class BarnesHutRepulsion:
             out[...] = 0.0
             return 0.0
         self.build(Y)
-        return _traverse(self._Ys, self._order, self._node_i, self._node_f, float(dof), out, self._row_z)
+        traverse = _traverse_2d if Y.shape[1] == 2 else _traverse
+        return traverse(self._Ys, self._order, self._node_i, self._node_f, float(dof), out, self._row_z)
