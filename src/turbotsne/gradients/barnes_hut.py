@@ -19,23 +19,33 @@ bit-identical for any number of threads.
 3. **Linear tree, level by level.** Node ``t`` stores ``start, end`` (its
    slice of sorted points), ``first_child, n_children`` (the non-empty
    children are stored contiguously in the next level), its centre of mass
-   and ``crit = (side / theta)^2``. Level ``l + 1`` is made from level ``l``
+   and ``crit = (side / theta)^2``, plus the second moment ``C`` of its
+   points about the centre of mass. Level ``l + 1`` is made from level ``l``
    in two parallel passes (count the non-empty children of each node by
    binary search on the sorted keys; then write them), with a serial prefix
    sum in between that assigns child offsets in node order. A node with one
    point, or at the depth cap, is a leaf; duplicates therefore end in a leaf
-   at the depth cap and never cause unbounded recursion. Centres of mass are
-   computed bottom-up, one parallel pass per level (leaves from their points,
-   inner nodes from their children).
+   at the depth cap and never cause unbounded recursion. Centres of mass
+   and second moments are computed bottom-up, one parallel pass per level
+   (leaves from their points, inner nodes from their children by the
+   parallel-axis theorem).
 4. **Traversal.** Points are processed in sorted (Morton) order, in parallel
    blocks (spatially close points share the same nodes in cache); each
    thread owns the output rows of its points. An explicit stack replaces
-   recursion. A cell is summarised by its centre of mass when it does not
-   contain the point itself and ``side / distance < theta`` (``d2 > crit``);
-   ``theta = 0`` gives ``crit = inf``, so nothing is summarised and the
+   recursion. A cell is summarised when it does not contain the point
+   itself and ``side / distance(point, centre of mass) < theta`` (``d2 >
+   crit``); ``theta = 0`` gives ``crit = inf``, so nothing is summarised and the
    result is exact. Leaves that are not summarised are iterated point by
    point, skipping the point itself. ``Z`` is accumulated per point into a
-   buffer and summed in index order.
+   buffer and summed in index order. 2-D has its own traversal kernel with
+   scalar coordinates; 1-D and 3-D share a generic one.
+
+Summaries are second order: besides the centre of mass, each cell keeps the
+covariance of its points, and the kernel and force are expanded to second
+order about the centre of mass (formulas above :func:`_pair`). The opening
+criterion is openTSNE's, but at ``theta = 0.5`` the forces are about ten times
+and ``Z`` about forty times more accurate than a monopole summary (openTSNE's),
+for a few extra flops per summarised cell.
 
 The tree arrays grow when a build runs out of room (rare: only chains of
 single-child cells, i.e. near-duplicates, need more than the initial
