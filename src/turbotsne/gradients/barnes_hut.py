@@ -67,6 +67,10 @@ _BLOCK = 64
 #: radix sort: bits per digit and rows per histogram block.
 _RADIX_BITS = 8
 _SORT_BLOCK = 8192
+#: below these sizes a pass runs serially: a parallel region (fork/join) costs
+#: more than the work, and much more when the cores are oversubscribed.
+_PAR_MIN_BLOCKS = 8
+_PAR_MIN_NODES = 2048
 #: explicit stack size of the traversal; enough for depth * (2^d - 1) + 2^d.
 _STACK = 512
 
@@ -149,6 +153,28 @@ def _morton_keys(Y, depth, keys):
     return side
 
 
+@numba.njit(cache=True)
+def _hist_block(src_k, shift, hist, b):
+    n = src_k.shape[0]
+    mask = (1 << _RADIX_BITS) - 1
+    for r in range(1 << _RADIX_BITS):
+        hist[b, r] = 0
+    for i in range(b * _SORT_BLOCK, min(n, (b + 1) * _SORT_BLOCK)):
+        hist[b, (src_k[i] >> shift) & mask] += 1
+
+
+@numba.njit(cache=True)
+def _scatter_block(src_k, src_o, dst_k, dst_o, shift, hist, b):
+    n = src_k.shape[0]
+    mask = (1 << _RADIX_BITS) - 1
+    for i in range(b * _SORT_BLOCK, min(n, (b + 1) * _SORT_BLOCK)):
+        r = (src_k[i] >> shift) & mask
+        pos = hist[b, r]
+        hist[b, r] = pos + 1
+        dst_k[pos] = src_k[i]
+        dst_o[pos] = src_o[i]
+
+
 @numba.njit(parallel=True, cache=True)
 def _radix_argsort(keys, n_bits, order, tmp_keys, tmp_order, hist):
     """Stable LSD radix argsort of the non-negative ``keys`` (< 2**n_bits).
@@ -156,23 +182,26 @@ def _radix_argsort(keys, n_bits, order, tmp_keys, tmp_order, hist):
     On return ``order`` holds the permutation and ``keys`` the sorted keys.
     ``tmp_*`` are scratch of the same length; ``hist`` is an int64 scratch of
     shape (n_blocks, 2**_RADIX_BITS). Per-block counts make the parallel
-    scatter stable and independent of the thread count.
+    scatter stable and independent of the thread count. Each pass is only
+    parallel when there are several blocks (each parallel region costs a
+    fork/join, expensive when the cores are oversubscribed).
     """
     n = keys.shape[0]
     n_buckets = 1 << _RADIX_BITS
-    mask = n_buckets - 1
     n_blocks = hist.shape[0]
-    for i in numba.prange(n):
+    par = n_blocks >= _PAR_MIN_BLOCKS
+    for i in range(n):
         order[i] = i
     src_k, src_o, dst_k, dst_o = keys, order, tmp_keys, tmp_order
     n_passes = (n_bits + _RADIX_BITS - 1) // _RADIX_BITS
     for pss in range(n_passes):
         shift = pss * _RADIX_BITS
-        for b in numba.prange(n_blocks):
-            for r in range(n_buckets):
-                hist[b, r] = 0
-            for i in range(b * _SORT_BLOCK, min(n, (b + 1) * _SORT_BLOCK)):
-                hist[b, (src_k[i] >> shift) & mask] += 1
+        if par:
+            for b in numba.prange(n_blocks):
+                _hist_block(src_k, shift, hist, b)
+        else:
+            for b in range(n_blocks):
+                _hist_block(src_k, shift, hist, b)
         # exclusive prefix over (bucket, block) in that order: stable
         total = 0
         for r in range(n_buckets):
@@ -180,16 +209,15 @@ def _radix_argsort(keys, n_bits, order, tmp_keys, tmp_order, hist):
                 c = hist[b, r]
                 hist[b, r] = total
                 total += c
-        for b in numba.prange(n_blocks):
-            for i in range(b * _SORT_BLOCK, min(n, (b + 1) * _SORT_BLOCK)):
-                r = (src_k[i] >> shift) & mask
-                pos = hist[b, r]
-                hist[b, r] = pos + 1
-                dst_k[pos] = src_k[i]
-                dst_o[pos] = src_o[i]
+        if par:
+            for b in numba.prange(n_blocks):
+                _scatter_block(src_k, src_o, dst_k, dst_o, shift, hist, b)
+        else:
+            for b in range(n_blocks):
+                _scatter_block(src_k, src_o, dst_k, dst_o, shift, hist, b)
         src_k, src_o, dst_k, dst_o = dst_k, dst_o, src_k, src_o
     if n_passes % 2 == 1:
-        for i in numba.prange(n):
+        for i in range(n):
             keys[i] = tmp_keys[i]
             order[i] = tmp_order[i]
 
@@ -206,14 +234,92 @@ def _upper_bound(skeys, lo, hi, prefix, shift):
     return lo
 
 
+@numba.njit(cache=True)
+def _count_children(skeys, node_i, shift, t):
+    # number of non-empty children of node t (0 for a node with < 2 points)
+    s = node_i[t, 0]
+    e = node_i[t, 1]
+    cnt = 0
+    if e - s >= 2:
+        pos = s
+        while pos < e:
+            pos = _upper_bound(skeys, pos + 1, e, skeys[pos] >> shift, shift)
+            cnt += 1
+    node_i[t, 3] = cnt
+
+
+@numba.njit(cache=True)
+def _write_children(skeys, node_i, node_f, shift, crit, d, t):
+    # children of node t at node_i[t, 2]..., with their slices and crit
+    s = node_i[t, 0]
+    e = node_i[t, 1]
+    ch = node_i[t, 2]
+    pos = s
+    while pos < e:
+        nxt = _upper_bound(skeys, pos + 1, e, skeys[pos] >> shift, shift)
+        node_i[ch, 0] = pos
+        node_i[ch, 1] = nxt
+        node_i[ch, 2] = 0
+        node_i[ch, 3] = 0
+        node_f[ch, d] = crit
+        ch += 1
+        pos = nxt
+
+
+@numba.njit(fastmath=FASTMATH, cache=True)
+def _moments(Ys, node_i, node_f, t):
+    # centre of mass and second moment C = mean (y - c)(y - c)^T of node t
+    # (row-major after crit), from its points or from its children
+    d = Ys.shape[1]
+    cv = d + 1
+    for k in range(d + 1 + d * d):
+        if k != d:
+            node_f[t, k] = 0.0
+    s = node_i[t, 0]
+    e = node_i[t, 1]
+    inv = 1.0 / (e - s)
+    if node_i[t, 3] == 0:
+        for p in range(s, e):
+            for k in range(d):
+                node_f[t, k] += Ys[p, k]
+        for k in range(d):
+            node_f[t, k] *= inv
+        for p in range(s, e):
+            for k in range(d):
+                u = Ys[p, k] - node_f[t, k]
+                for l in range(d):
+                    node_f[t, cv + k * d + l] += u * (Ys[p, l] - node_f[t, l])
+    else:
+        c0 = node_i[t, 2]
+        c1 = c0 + node_i[t, 3]
+        for ch in range(c0, c1):
+            m = node_i[ch, 1] - node_i[ch, 0]
+            for k in range(d):
+                node_f[t, k] += m * node_f[ch, k]
+        for k in range(d):
+            node_f[t, k] *= inv
+        for ch in range(c0, c1):
+            m = node_i[ch, 1] - node_i[ch, 0]
+            for k in range(d):
+                u = node_f[ch, k] - node_f[t, k]
+                for l in range(d):
+                    node_f[t, cv + k * d + l] += m * (
+                        node_f[ch, cv + k * d + l] + u * (node_f[ch, l] - node_f[t, l])
+                    )
+    for k in range(d * d):
+        node_f[t, cv + k] *= inv
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
     """Build the linear tree over the sorted keys ``skeys`` (permutation ``order``).
 
     Fills ``Ys`` (sorted coordinates), ``node_i`` rows ``(start, end,
-    first_child, n_children)``, ``node_f`` rows ``(centre of mass..., crit)``
-    and ``level_ptr`` (first node of each level; last entry = node count).
-    Returns the number of nodes, or ``-1`` when ``node_i`` is too small.
+    first_child, n_children)``, ``node_f`` rows ``(centre of mass..., crit,
+    second moment...)`` and ``level_ptr`` (first node of each level; last
+    entry = node count). Returns the number of nodes, or ``-1`` when
+    ``node_i`` is too small. Levels with fewer than ``_PAR_MIN_NODES`` nodes
+    are processed serially (a parallel region costs more than their work).
     """
     n, d = Y.shape
     depth = level_ptr.shape[0] - 2
@@ -238,17 +344,14 @@ def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
                 level_ptr[j] = b
             break
         shift = d * (depth - 1 - lvl)
+        par = b - a >= _PAR_MIN_NODES
         # pass 1: count the non-empty children of every splittable node
-        for t in numba.prange(a, b):
-            s = node_i[t, 0]
-            e = node_i[t, 1]
-            cnt = 0
-            if e - s >= 2:
-                pos = s
-                while pos < e:
-                    pos = _upper_bound(skeys, pos + 1, e, skeys[pos] >> shift, shift)
-                    cnt += 1
-            node_i[t, 3] = cnt
+        if par:
+            for t in numba.prange(a, b):
+                _count_children(skeys, node_i, shift, t)
+        else:
+            for t in range(a, b):
+                _count_children(skeys, node_i, shift, t)
         # child offsets in node order (serial, fixed)
         c = b
         for t in range(a, b):
@@ -259,65 +362,22 @@ def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
         level_ptr[lvl + 2] = c
         crit = (side * 0.5 ** (lvl + 1) * inv_theta) ** 2
         # pass 2: write the children
-        for t in numba.prange(a, b):
-            if node_i[t, 3] == 0:
-                continue
-            s = node_i[t, 0]
-            e = node_i[t, 1]
-            ch = node_i[t, 2]
-            pos = s
-            while pos < e:
-                nxt = _upper_bound(skeys, pos + 1, e, skeys[pos] >> shift, shift)
-                node_i[ch, 0] = pos
-                node_i[ch, 1] = nxt
-                node_i[ch, 2] = 0
-                node_i[ch, 3] = 0
-                node_f[ch, d] = crit
-                ch += 1
-                pos = nxt
-    # centres of mass and second moments about them (C = mean of
-    # (y - c)(y - c)^T, stored row-major after crit), bottom-up
-    cv = d + 1
+        if par:
+            for t in numba.prange(a, b):
+                _write_children(skeys, node_i, node_f, shift, crit, d, t)
+        else:
+            for t in range(a, b):
+                _write_children(skeys, node_i, node_f, shift, crit, d, t)
+    # centres of mass and second moments, bottom-up
     for lvl in range(depth, -1, -1):
         a = level_ptr[lvl]
         b = level_ptr[lvl + 1]
-        for t in numba.prange(a, b):
-            for k in range(d + 1 + d * d):
-                if k != d:
-                    node_f[t, k] = 0.0
-            s = node_i[t, 0]
-            e = node_i[t, 1]
-            inv = 1.0 / (e - s)
-            if node_i[t, 3] == 0:
-                for p in range(s, e):
-                    for k in range(d):
-                        node_f[t, k] += Ys[p, k]
-                for k in range(d):
-                    node_f[t, k] *= inv
-                for p in range(s, e):
-                    for k in range(d):
-                        u = Ys[p, k] - node_f[t, k]
-                        for l in range(d):
-                            node_f[t, cv + k * d + l] += u * (Ys[p, l] - node_f[t, l])
-            else:
-                c0 = node_i[t, 2]
-                c1 = c0 + node_i[t, 3]
-                for ch in range(c0, c1):
-                    m = node_i[ch, 1] - node_i[ch, 0]
-                    for k in range(d):
-                        node_f[t, k] += m * node_f[ch, k]
-                for k in range(d):
-                    node_f[t, k] *= inv
-                for ch in range(c0, c1):
-                    m = node_i[ch, 1] - node_i[ch, 0]
-                    for k in range(d):
-                        u = node_f[ch, k] - node_f[t, k]
-                        for l in range(d):
-                            node_f[t, cv + k * d + l] += m * (
-                                node_f[ch, cv + k * d + l] + u * (node_f[ch, l] - node_f[t, l])
-                            )
-            for k in range(d * d):
-                node_f[t, cv + k] *= inv
+        if b - a >= _PAR_MIN_NODES:
+            for t in numba.prange(a, b):
+                _moments(Ys, node_i, node_f, t)
+        else:
+            for t in range(a, b):
+                _moments(Ys, node_i, node_f, t)
     return level_ptr[depth + 1]
 
 
