@@ -101,10 +101,14 @@ def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_inter
     if method == "exact" or (method == "bh" and theta == 0):
         return ExactRepulsion()
     if method == "bh":
-        raise NotImplementedError(
-            "negative_gradient_method='bh' with theta > 0 (Barnes-Hut) is not implemented yet; "
-            "use negative_gradient_method='exact' or theta=0."
-        )
+        from .barnes_hut import BarnesHutRepulsion
+
+        if n_components > 3:
+            raise ValueError(
+                "negative_gradient_method='bh' (Barnes-Hut) supports at most 3 embedding dimensions; "
+                f"got n_components={n_components}. Use negative_gradient_method='fft' or 'exact' instead."
+            )
+        return BarnesHutRepulsion(theta)
     if method == "fft":
         raise NotImplementedError(
             "negative_gradient_method='fft' (FFT-accelerated interpolation) is not implemented yet; "
