@@ -1,0 +1,454 @@
+"""FFT-accelerated interpolation repulsion (FIt-SNE, Linderman et al. 2019) in 1, 2 and 3 dims.
+
+The repulsion ``r_i = sum_j K2(y_i - y_j) (y_i - y_j)`` and ``Z = sum_{i != j} K1(y_i - y_j)``
+with ``K1 = w = (1 + |.|^2/dof)^-dof`` and ``K2 = w^((dof+1)/dof) = (1 + |.|^2/dof)^-(dof+1)``
+are both sums of translation-invariant kernels against per-point charges::
+
+    r_i = (y_i - c) * phi_0(y_i) - phi_{1..d}(y_i),   phi_0 = K2 * 1,  phi_k = K2 * (y_k - c_k)
+    Z   = sum_i phi_Z(y_i) - n,                        phi_Z = K1 * 1
+
+(``c`` is the centre of the bounding box, which keeps the cancellation in ``r``
+small, and ``n`` removes the self-interactions ``w_ii = 1``). The two kernels
+need ``d + 1`` forward FFTs (the "1" charge is shared) and ``d + 2`` inverse
+FFTs, the same count as FIt-SNE's ``dof = 1`` trick (charges ``[1, y, |y|^2]``)
+but valid for any ``dof`` and without the ``|y|^2`` cancellation in ``Z``.
+
+Grid (openTSNE semantics): the cube ``[lo_k, lo_k + extent]`` per dimension
+(``extent`` = the largest side of the bounding box of ``Y``) is split into
+``n_boxes = max(min_num_intervals, ceil(extent / ints_in_interval))`` boxes per
+dimension, each holding ``p = n_interpolation_points`` equispaced nodes, so all
+``M = n_boxes * p`` nodes per dimension are equispaced and the node-to-node sum
+is a discrete (Toeplitz) convolution. Two changes to openTSNE's rule:
+
+* ``n_boxes`` is rounded *up* to the next count for which the padded FFT length
+  ``2 M`` is 5-smooth (``scipy.fft.next_fast_len``): a finer grid is both more
+  accurate and faster to transform than an awkward size;
+* in 3-D the grid is coarser by default: ``min_num_intervals`` is capped at
+  :data:`MIN_INTERVALS_3D` and the box width is at least
+  ``ints_in_interval * WIDTH_FACTOR_3D`` (a 3-D grid at 2-D resolution would
+  take gigabytes). The accuracy stays within the 1e-2 target of the tests.
+
+Any grid whose padded size exceeds :data:`MAX_GRID_NODES` raises a
+``ValueError`` (typically points that shot off) instead of allocating it.
+
+Steps of one call, all kernels numba, all FFTs ``scipy.fft`` with ``workers``:
+
+1. per point (parallel): box, flat base node and the ``p^d`` tensor-product
+   Lagrange weights, computed once and used both for spreading and gathering;
+2. a stable counting sort of the points by box (serial, O(n));
+3. spreading (parallel over boxes): a box owns its ``p^d`` nodes -- FIt-SNE
+   boxes share no nodes -- so every node is written by exactly one thread, in
+   point order; no races, no dependence on the thread count;
+4. per charge channel: a pruned zero-padded FFT (transforms along each axis
+   skip the all-zero half of the padded input), multiplication by the kernel
+   spectrum, and a pruned inverse FFT that only keeps the ``M^d`` useful
+   outputs. The kernel is real and even, so its spectrum is real and is computed
+   with a DCT-I of the ``(M + 1)^d`` kernel values (a quarter of the work of the
+   padded ``(2 M)^d`` FFT in 2-D); it is cached on the object while the grid
+   size, box width and ``dof`` are unchanged;
+5. gathering (parallel over points) and a fixed-order sum of ``Z``.
+
+Results are bit-identical for any number of numba threads.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import scipy.fft
+
+from .._config import FASTMATH, effective_n_jobs
+
+#: cap on the number of nodes of the zero-padded grid, ``(2 M)^d`` (2^26: a
+#: 8192^2 grid in 2-D, 406^3 in 3-D; ~0.5 GB per complex spectrum).
+MAX_GRID_NODES = 2 ** 26
+#: in 3-D, ``min_num_intervals`` is capped at this value ...
+MIN_INTERVALS_3D = 16
+#: ... and boxes are at least ``WIDTH_FACTOR_3D * ints_in_interval`` wide.
+WIDTH_FACTOR_3D = 2.0
+#: points per parallel block of the per-point kernels (fixed: independent of threads).
+_BLOCK = 256
+
+
+# ---------------------------------------------------------------------------------------
+# numba kernels
+# ---------------------------------------------------------------------------------------
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _interpolation_weights(Y, lo, inv_h, n_boxes, denom, combo, box, base, weights):
+    """Per point: flat box index ``box``, flat base node ``base`` and the tensor-product
+    Lagrange weights ``weights[i, t]`` of the ``p^d`` nodes of its box.
+
+    ``denom[j]`` is ``prod_{m != j} (u_j - u_m)`` for the nodes ``u_j = (j + 0.5) / p``
+    (in box units); ``combo[t, k]`` is the node digit along dimension ``k`` of node ``t``.
+    """
+    n, d = Y.shape
+    p = denom.shape[0]
+    n_combo = combo.shape[0]
+    m_nodes = n_boxes * p
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        lw = np.empty((3, 8))  # per-dimension 1-D weights (d <= 3, p <= 8), one per block
+        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            b_flat = 0
+            node_flat = 0
+            for k in range(d):
+                t = (Y[i, k] - lo[k]) * inv_h
+                b = int(t)
+                if b >= n_boxes:
+                    b = n_boxes - 1
+                if b < 0:
+                    b = 0
+                u = t - b
+                for j in range(p):
+                    num = 1.0
+                    for m in range(p):
+                        if m != j:
+                            num *= u - (m + 0.5) / p
+                    lw[k, j] = num / denom[j]
+                b_flat = b_flat * n_boxes + b
+                node_flat = node_flat * m_nodes + b * p
+            box[i] = b_flat
+            base[i] = node_flat
+            for t in range(n_combo):
+                w = 1.0
+                for k in range(d):
+                    w *= lw[k, combo[t, k]]
+                weights[i, t] = w
+
+
+@numba.njit(cache=True)
+def _sort_by_box(box, n_box_total, start, order):
+    """Stable counting sort: points of box ``b`` are ``order[start[b]:start[b + 1]]``."""
+    n = box.shape[0]
+    for b in range(n_box_total + 1):
+        start[b] = 0
+    for i in range(n):
+        start[box[i] + 1] += 1
+    for b in range(n_box_total):
+        start[b + 1] += start[b]
+    fill = start[:n_box_total].copy()
+    for i in range(n):
+        b = box[i]
+        order[fill[b]] = i
+        fill[b] += 1
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _spread(Y, centre, order, start, n_boxes, p, weights, offset, grid):
+    """Charges ``[1, y_1 - c_1, ..., y_d - c_d]`` onto the nodes: ``grid[c, node]``.
+
+    Parallel over boxes; a box owns its nodes (``node0 + offset[t]``), which it
+    zeroes and then accumulates over its points in sorted (point-index) order.
+    """
+    d = Y.shape[1]
+    n_box_total = start.shape[0] - 1
+    n_combo = offset.shape[0]
+    n_channels = grid.shape[0]
+    m_nodes = n_boxes * p
+    for b in numba.prange(n_box_total):
+        node0 = 0
+        stride = 1
+        div = 1
+        for _ in range(d):
+            node0 += ((b // div) % n_boxes) * p * stride
+            div *= n_boxes
+            stride *= m_nodes
+        for t in range(n_combo):
+            node = node0 + offset[t]
+            for c in range(n_channels):
+                grid[c, node] = 0.0
+        for ii in range(start[b], start[b + 1]):
+            i = order[ii]
+            for t in range(n_combo):
+                node = node0 + offset[t]
+                w = weights[i, t]
+                grid[0, node] += w
+                for k in range(d):
+                    grid[k + 1, node] += w * (Y[i, k] - centre[k])
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _kernel_values(m_nodes, d, spacing, dof, k1, k2):
+    """``K1`` and ``K2`` at the node offsets ``spacing * (j_1, ..., j_d)``, ``0 <= j_k <= M``.
+
+    Flat, C order over the ``(M + 1)^d`` offsets.
+    """
+    size = m_nodes + 1
+    total = k1.shape[0]
+    unit = dof == 1.0
+    for f in numba.prange(total):
+        div = 1
+        d2 = 0.0
+        for _ in range(d):
+            j = (f // div) % size
+            div *= size
+            x = j * spacing
+            d2 += x * x
+        if unit:
+            w = 1.0 / (1.0 + d2)
+            k1[f] = w
+            k2[f] = w * w
+        else:
+            q = 1.0 + d2 / dof
+            w = q ** (-dof)
+            k1[f] = w
+            k2[f] = w / q
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _apply_kernel(spec, khat, out, m_nodes, d):
+    """``out = spec * khat`` for a half spectrum ``spec`` of shape ``(R, M + 1)``.
+
+    ``R = (2 M)^(d-1)`` rows of the padded axes; ``khat`` is the compact real kernel
+    spectrum ``((M + 1)^(d-1), M + 1)``, mirrored (``m -> 2M - m``) on the full axes.
+    ``out`` may be ``spec``.
+    """
+    n_rows, n_cols = spec.shape
+    full = 2 * m_nodes
+    size = m_nodes + 1
+    for r in numba.prange(n_rows):
+        div = 1
+        kr = 0
+        stride = 1
+        for _ in range(d - 1):
+            m = (r // div) % full
+            div *= full
+            if m > m_nodes:
+                m = full - m
+            kr += m * stride
+            stride *= size
+        for col in range(n_cols):
+            out[r, col] = spec[r, col] * khat[kr, col]
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _gather(Y, centre, base, weights, offset, phi, out, z_point):
+    """Interpolate the potentials back to the points and form ``r_i`` and ``z_i``.
+
+    ``phi[0]`` = K2 * 1, ``phi[1 + k]`` = K2 * (y_k - c_k), ``phi[d + 1]`` = K1 * 1.
+    """
+    n, d = Y.shape
+    n_combo = offset.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        acc = np.empty(5)
+        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            for c in range(d + 2):
+                acc[c] = 0.0
+            for t in range(n_combo):
+                node = base[i] + offset[t]
+                w = weights[i, t]
+                for c in range(d + 2):
+                    acc[c] += w * phi[c, node]
+            for k in range(d):
+                out[i, k] = (Y[i, k] - centre[k]) * acc[0] - acc[k + 1]
+            z_point[i] = acc[d + 1] - 1.0
+
+
+@numba.njit(cache=True)
+def _fixed_order_sum(x):
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i]
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# grid choice
+# ---------------------------------------------------------------------------------------
+def _fast_n_boxes(n_boxes, p):
+    """Smallest ``>= n_boxes`` box count whose padded FFT length ``2 n p`` is 5-smooth."""
+    while scipy.fft.next_fast_len(2 * n_boxes * p, real=True) != 2 * n_boxes * p:
+        n_boxes += 1
+    return n_boxes
+
+
+def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1.0):
+    """Boxes per dimension for a bounding cube of side ``extent`` (see the module docstring).
+
+    Raises ``ValueError`` if the padded grid would exceed :data:`MAX_GRID_NODES` nodes.
+    """
+    p = n_interpolation_points
+    min_boxes, width = min_num_intervals, float(ints_in_interval)
+    if d == 3:
+        min_boxes = min(min_boxes, MIN_INTERVALS_3D)
+        width *= WIDTH_FACTOR_3D
+    ratio = extent / width
+    if not ratio < 2 ** 40:
+        n_req = 2 ** 40
+    else:
+        n_req = max(int(min_boxes), int(math.ceil(ratio)), 1)
+    if (2 * n_req * p) ** d > MAX_GRID_NODES:
+        raise ValueError(
+            f"The FFT repulsion grid would need {n_req} boxes x {p} interpolation points = "
+            f"{n_req * p} nodes per dimension ({(2 * n_req * p) ** d:.3g} padded nodes in {d}-D), "
+            f"above the cap of {MAX_GRID_NODES} nodes (MAX_GRID_NODES), because the embedding "
+            f"spans {extent:.4g} units: points have probably shot off. Limit the step size "
+            "(set max_step_norm or lower the learning rate), or use fewer intervals "
+            "(a larger ints_in_interval, a smaller min_num_intervals or fewer "
+            "n_interpolation_points), or negative_gradient_method='bh'."
+        )
+    return _fast_n_boxes(n_req, p)
+
+
+# ---------------------------------------------------------------------------------------
+# the backend
+# ---------------------------------------------------------------------------------------
+class FFTRepulsion:
+    """Repulsion by FFT-accelerated interpolation; a callable ``(Y, dof, out) -> Z``.
+
+    Parameters follow openTSNE: ``n_interpolation_points`` nodes per box and
+    dimension, ``min_num_intervals`` boxes per dimension at least, boxes at most
+    ``ints_in_interval`` wide (3-D: see :func:`grid_size`). ``n_jobs`` is the
+    ``workers`` count of ``scipy.fft``; the numba kernels use the caller's numba
+    thread count.
+    """
+
+    name = "fft"
+
+    def __init__(self, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1,
+                 n_jobs=1):
+        p = int(n_interpolation_points)
+        if not 1 <= p <= 8:
+            raise ValueError(
+                "The 'n_interpolation_points' parameter must be an integer in [1, 8]. "
+                f"Got {n_interpolation_points!r} instead."
+            )
+        if not int(min_num_intervals) >= 1:
+            raise ValueError(
+                "The 'min_num_intervals' parameter must be a positive integer. "
+                f"Got {min_num_intervals!r} instead."
+            )
+        if not float(ints_in_interval) > 0:
+            raise ValueError(
+                "The 'ints_in_interval' parameter must be a positive number. "
+                f"Got {ints_in_interval!r} instead."
+            )
+        self.n_interpolation_points = p
+        self.min_num_intervals = int(min_num_intervals)
+        self.ints_in_interval = float(ints_in_interval)
+        self.n_jobs = n_jobs
+        self._workers = effective_n_jobs(n_jobs)
+        nodes = (np.arange(p) + 0.5) / p
+        self._denom = np.array([np.prod([nodes[j] - nodes[m] for m in range(p) if m != j])
+                                for j in range(p)], dtype=np.float64)
+        self._kernel_key = None
+        self._khat = None
+        self._grid_key = None
+        self._point_key = None
+
+    # -- cached buffers --------------------------------------------------------------------
+    def _grid_buffers(self, d, n_boxes):
+        key = (d, n_boxes)
+        if self._grid_key != key:
+            p = self.n_interpolation_points
+            m_nodes = n_boxes * p
+            digits = np.indices((p,) * d).reshape(d, -1).T  # (p^d, d), C order
+            strides = m_nodes ** np.arange(d - 1, -1, -1, dtype=np.int64)
+            self._combo = np.ascontiguousarray(digits, dtype=np.int64)
+            self._offset = np.ascontiguousarray(digits @ strides, dtype=np.int64)
+            self._grid = np.empty((d + 1, m_nodes ** d))
+            self._phi = np.empty((d + 2, m_nodes ** d))
+            self._start = np.empty(n_boxes ** d + 1, dtype=np.int64)
+            self._grid_key = key
+        return self._combo, self._offset, self._grid, self._phi, self._start
+
+    def _point_buffers(self, n, d):
+        key = (n, d)
+        if self._point_key != key:
+            n_combo = self.n_interpolation_points ** d
+            self._box = np.empty(n, dtype=np.int64)
+            self._base = np.empty(n, dtype=np.int64)
+            self._order = np.empty(n, dtype=np.int64)
+            self._weights = np.empty((n, n_combo))
+            self._z_point = np.empty(n)
+            self._point_key = key
+        return self._box, self._base, self._order, self._weights, self._z_point
+
+    def _kernel_spectra(self, d, m_nodes, spacing, dof):
+        """Compact real spectra of K2 and K1, ``((M + 1)^(d-1), M + 1)``, cached."""
+        key = (d, m_nodes, spacing, dof)
+        if self._kernel_key != key:
+            size = m_nodes + 1
+            k1 = np.empty(size ** d)
+            k2 = np.empty(size ** d)
+            _kernel_values(m_nodes, d, spacing, dof, k1, k2)
+            shape = (size,) * d
+            # DCT-I of the (M+1)^d values == real FFT of the even 2M-periodic extension.
+            khat2 = scipy.fft.dctn(k2.reshape(shape), type=1, workers=self._workers)
+            khat1 = scipy.fft.dctn(k1.reshape(shape), type=1, workers=self._workers)
+            self._khat = (khat2.reshape(-1, size), khat1.reshape(-1, size))
+            self._kernel_key = key
+        return self._khat
+
+    # -- convolution -----------------------------------------------------------------------
+    def _forward(self, x, m_nodes, d):
+        """Half spectrum of the ``(2M)^d`` zero-padding of ``x`` (shape ``(M,)*d``), pruned."""
+        w = self._workers
+        n = 2 * m_nodes
+        s = scipy.fft.rfft(x, n=n, axis=d - 1, workers=w)
+        for axis in range(d - 2, -1, -1):
+            s = scipy.fft.fft(s, n=n, axis=axis, workers=w, overwrite_x=True)
+        return s
+
+    def _inverse(self, s, m_nodes, d, out):
+        """First ``M^d`` values of the inverse of the half spectrum ``s`` into ``out``."""
+        w = self._workers
+        n = 2 * m_nodes
+        for axis in range(d - 1):
+            s = scipy.fft.ifft(s, axis=axis, workers=w, overwrite_x=True)
+            s = s[(slice(None),) * axis + (slice(0, m_nodes),)]
+        x = scipy.fft.irfft(s, n=n, axis=d - 1, workers=w)
+        out[...] = x[(Ellipsis, slice(0, m_nodes))]
+
+    def _convolve(self, d, m_nodes, khat2, khat1):
+        grid, phi = self._grid, self._phi
+        shape = (m_nodes,) * d
+        size = m_nodes + 1
+        for c in range(d + 1):
+            spec = self._forward(grid[c].reshape(shape), m_nodes, d)
+            flat = spec.reshape(-1, size)
+            if c == 0:
+                spec_z = np.empty_like(spec)
+                _apply_kernel(flat, khat1, spec_z.reshape(-1, size), m_nodes, d)
+                self._inverse(spec_z, m_nodes, d, phi[d + 1].reshape(shape))
+                del spec_z
+            _apply_kernel(flat, khat2, flat, m_nodes, d)
+            self._inverse(spec, m_nodes, d, phi[c].reshape(shape))
+
+    # -- call ------------------------------------------------------------------------------
+    def __call__(self, Y, dof, out):
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        n, d = Y.shape
+        if d not in (1, 2, 3):
+            raise ValueError(
+                "negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
+                f"got {d}. Use negative_gradient_method='bh' or 'exact'."
+            )
+        dof = float(dof)
+        if n == 0:
+            return 0.0
+        lo = Y.min(axis=0)
+        hi = Y.max(axis=0)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("The embedding contains NaN or inf; the FFT repulsion needs finite values.")
+        extent = float(np.max(hi - lo))
+        floor = 1e-10 * max(1.0, float(np.max(np.abs(np.concatenate([lo, hi])))))
+        extent = max(extent, floor)
+        p = self.n_interpolation_points
+        n_boxes = grid_size(extent, d, p, self.min_num_intervals, self.ints_in_interval)
+        m_nodes = n_boxes * p
+        h = extent / n_boxes
+        centre = np.ascontiguousarray(lo + 0.5 * extent)
+
+        combo, offset, grid, phi, start = self._grid_buffers(d, n_boxes)
+        box, base, order, weights, z_point = self._point_buffers(n, d)
+        _interpolation_weights(Y, np.ascontiguousarray(lo), 1.0 / h, n_boxes, self._denom,
+                               combo, box, base, weights)
+        _sort_by_box(box, n_boxes ** d, start, order)
+        _spread(Y, centre, order, start, n_boxes, p, weights, offset, grid)
+        khat2, khat1 = self._kernel_spectra(d, m_nodes, h / p, dof)
+        self._convolve(d, m_nodes, khat2, khat1)
+        _gather(Y, centre, base, weights, offset, phi, out, z_point)
+        return _fixed_order_sum(z_point)
