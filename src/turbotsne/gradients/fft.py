@@ -5,13 +5,20 @@ with ``K1 = w = (1 + |.|^2/dof)^-dof`` and ``K2 = w^((dof+1)/dof) = (1 + |.|^2/d
 are both sums of translation-invariant kernels against per-point charges::
 
     r_i = (y_i - c) * phi_0(y_i) - phi_{1..d}(y_i),   phi_0 = K2 * 1,  phi_k = K2 * (y_k - c_k)
-    Z   = sum_i phi_Z(y_i) - n,                        phi_Z = K1 * 1
+    Z   = sum_a q_a (K1 * q)_a - n,                    q = the unit charges spread on the nodes
 
 (``c`` is the centre of the bounding box, which keeps the cancellation in ``r``
-small, and ``n`` removes the self-interactions ``w_ii = 1``). The two kernels
-need ``d + 1`` forward FFTs (the "1" charge is shared) and ``d + 2`` inverse
-FFTs, the same count as FIt-SNE's ``dof = 1`` trick (charges ``[1, y, |y|^2]``)
-but valid for any ``dof`` and without the ``|y|^2`` cancellation in ``Z``.
+small, and ``n`` removes the self-interactions ``w_ii = 1``). ``Z`` needs no
+inverse transform: by Parseval it is ``sum_m |Q_m|^2 K1hat_m / (2M)^d`` over the
+spectrum ``Q`` of the unit charges, which is computed anyway. So one call costs
+``d + 1`` forward and ``d + 1`` inverse FFTs plus two DCTs of the kernels, for
+any ``dof`` (FIt-SNE's ``dof = 1`` trick with charges ``[1, y, |y|^2]`` needs
+``d + 2`` of each and suffers cancellation in ``Z``).
+
+Precision: node grids, the K2 spectrum and the charge FFTs are single precision
+(complex64), which halves the FFT time; the interpolation error (>= 1e-4 in
+the tests) dominates the float32 rounding. Weights, the K1 spectrum, the
+Parseval sum and the final ``r`` stay float64.
 
 Grid (openTSNE semantics): the cube ``[lo_k, lo_k + extent]`` per dimension
 (``extent`` = the largest side of the bounding box of ``Y``) is split into
@@ -39,14 +46,15 @@ Steps of one call, all kernels numba, all FFTs ``scipy.fft`` with ``workers``:
 3. spreading (parallel over boxes): a box owns its ``p^d`` nodes -- FIt-SNE
    boxes share no nodes -- so every node is written by exactly one thread, in
    point order; no races, no dependence on the thread count;
-4. per charge channel: a pruned zero-padded FFT (transforms along each axis
-   skip the all-zero half of the padded input), multiplication by the kernel
-   spectrum, and a pruned inverse FFT that only keeps the ``M^d`` useful
-   outputs. The kernel is real and even, so its spectrum is real and is computed
+4. per charge channel: a pruned zero-padded FFT (the last axis is padded in
+   the grid buffer itself, and the transforms along every other axis skip the
+   all-zero lines), multiplication by the kernel spectrum in place, and a
+   pruned inverse FFT that only keeps the ``M^d`` useful outputs. The kernel
+   is real and even, so its spectrum is real and is computed
    with a DCT-I of the ``(M + 1)^d`` kernel values (a quarter of the work of the
    padded ``(2 M)^d`` FFT in 2-D); it is cached on the object while the grid
    size, box width and ``dof`` are unchanged;
-5. gathering (parallel over points) and a fixed-order sum of ``Z``.
+5. gathering (parallel over blocks of points in box order; each point writes its own row).
 
 Results are bit-identical for any number of numba threads.
 """
@@ -69,23 +77,27 @@ MIN_INTERVALS_3D = 16
 WIDTH_FACTOR_3D = 2.0
 #: points per parallel block of the per-point kernels (fixed: independent of threads).
 _BLOCK = 256
+#: precision of the node grids, the K2 kernel and their FFTs (the interpolation error,
+#: >= 1e-4, dominates single-precision rounding); K1 (for Z), weights and sums stay float64.
+_REAL = np.float32
+_COMPLEX = np.complex64
 
 
 # ---------------------------------------------------------------------------------------
 # numba kernels
 # ---------------------------------------------------------------------------------------
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _interpolation_weights(Y, lo, inv_h, n_boxes, denom, combo, box, base, weights):
+def _interpolation_weights(Y, lo, inv_h, n_boxes, denom, combo, strides, box, base, weights):
     """Per point: flat box index ``box``, flat base node ``base`` and the tensor-product
     Lagrange weights ``weights[i, t]`` of the ``p^d`` nodes of its box.
 
     ``denom[j]`` is ``prod_{m != j} (u_j - u_m)`` for the nodes ``u_j = (j + 0.5) / p``
-    (in box units); ``combo[t, k]`` is the node digit along dimension ``k`` of node ``t``.
+    (in box units); ``combo[t, k]`` is the node digit along dimension ``k`` of node ``t``;
+    ``strides[k]`` the flat stride of grid axis ``k`` (the last axis is zero-padded to 2M).
     """
     n, d = Y.shape
     p = denom.shape[0]
     n_combo = combo.shape[0]
-    m_nodes = n_boxes * p
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         lw = np.empty((3, 8))  # per-dimension 1-D weights (d <= 3, p <= 8), one per block
@@ -107,7 +119,7 @@ def _interpolation_weights(Y, lo, inv_h, n_boxes, denom, combo, box, base, weigh
                             num *= u - (m + 0.5) / p
                     lw[k, j] = num / denom[j]
                 b_flat = b_flat * n_boxes + b
-                node_flat = node_flat * m_nodes + b * p
+                node_flat += b * p * strides[k]
             box[i] = b_flat
             base[i] = node_flat
             for t in range(n_combo):
@@ -135,7 +147,7 @@ def _sort_by_box(box, n_box_total, start, order):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _spread(Y, centre, order, start, n_boxes, p, weights, offset, grid):
+def _spread(Y, centre, order, start, n_boxes, p, strides, weights, offset, grid):
     """Charges ``[1, y_1 - c_1, ..., y_d - c_d]`` onto the nodes: ``grid[c, node]``.
 
     Parallel over boxes; a box owns its nodes (``node0 + offset[t]``), which it
@@ -145,15 +157,12 @@ def _spread(Y, centre, order, start, n_boxes, p, weights, offset, grid):
     n_box_total = start.shape[0] - 1
     n_combo = offset.shape[0]
     n_channels = grid.shape[0]
-    m_nodes = n_boxes * p
     for b in numba.prange(n_box_total):
         node0 = 0
-        stride = 1
         div = 1
-        for _ in range(d):
-            node0 += ((b // div) % n_boxes) * p * stride
+        for k in range(d - 1, -1, -1):
+            node0 += ((b // div) % n_boxes) * p * strides[k]
             div *= n_boxes
-            stride *= m_nodes
         for t in range(n_combo):
             node = node0 + offset[t]
             for c in range(n_channels):
@@ -168,46 +177,37 @@ def _spread(Y, centre, order, start, n_boxes, p, weights, offset, grid):
                     grid[k + 1, node] += w * (Y[i, k] - centre[k])
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _kernel_values(m_nodes, d, spacing, dof, k1, k2):
-    """``K1`` and ``K2`` at the node offsets ``spacing * (j_1, ..., j_d)``, ``0 <= j_k <= M``.
-
-    Flat, C order over the ``(M + 1)^d`` offsets.
-    """
-    size = m_nodes + 1
-    total = k1.shape[0]
+@numba.njit(fastmath=FASTMATH, cache=True)
+def _kernel_values(d2, dof, k1, k2):
+    """``K1 = (1 + d2/dof)^-dof`` and ``K2 = (1 + d2/dof)^-(dof+1)`` elementwise (flat arrays)."""
     unit = dof == 1.0
-    for f in numba.prange(total):
-        div = 1
-        d2 = 0.0
-        for _ in range(d):
-            j = (f // div) % size
-            div *= size
-            x = j * spacing
-            d2 += x * x
+    for f in range(d2.shape[0]):
         if unit:
-            w = 1.0 / (1.0 + d2)
+            w = 1.0 / (1.0 + d2[f])
             k1[f] = w
             k2[f] = w * w
         else:
-            q = 1.0 + d2 / dof
+            q = 1.0 + d2[f] / dof
             w = q ** (-dof)
             k1[f] = w
             k2[f] = w / q
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _apply_kernel(spec, khat, out, m_nodes, d):
-    """``out = spec * khat`` for a half spectrum ``spec`` of shape ``(R, M + 1)``.
+@numba.njit(fastmath=FASTMATH, cache=True)
+def _apply_kernel(spec, khat2, khat1, m_nodes, d):
+    """``spec *= khat2`` in place; returns ``sum_m |spec_m|^2 khat1_m / (2M)^d`` (before the
+    product), which by Parseval is ``sum_a q_a (K1 * q)_a`` -- ``Z`` plus the self terms
+    when ``spec`` is the spectrum of the unit charges.
 
-    ``R = (2 M)^(d-1)`` rows of the padded axes; ``khat`` is the compact real kernel
-    spectrum ``((M + 1)^(d-1), M + 1)``, mirrored (``m -> 2M - m``) on the full axes.
-    ``out`` may be ``spec``.
+    ``spec`` is a half spectrum ``(R, M + 1)`` with ``R = (2 M)^(d-1)`` rows over the
+    padded axes; ``khat*`` are compact real kernel spectra ``((M + 1)^(d-1), M + 1)``,
+    mirrored (``m -> 2M - m``) on the full axes. Serial: a fixed-order sum.
     """
     n_rows, n_cols = spec.shape
     full = 2 * m_nodes
     size = m_nodes + 1
-    for r in numba.prange(n_rows):
+    total = 0.0
+    for r in range(n_rows):
         div = 1
         kr = 0
         stride = 1
@@ -218,40 +218,42 @@ def _apply_kernel(spec, khat, out, m_nodes, d):
                 m = full - m
             kr += m * stride
             stride *= size
+        row = 0.0
         for col in range(n_cols):
-            out[r, col] = spec[r, col] * khat[kr, col]
+            v = spec[r, col]
+            a = np.float64(v.real)
+            b = np.float64(v.imag)
+            wgt = 2.0 if (col != 0 and col != m_nodes) else 1.0
+            row += wgt * (a * a + b * b) * khat1[kr, col]
+            spec[r, col] = v * khat2[kr, col]
+        total += row
+    return total / np.float64(full) ** d
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _gather(Y, centre, base, weights, offset, phi, out, z_point):
-    """Interpolate the potentials back to the points and form ``r_i`` and ``z_i``.
+def _gather(Y, centre, order, base, weights, offset, phi, out):
+    """Interpolate the potentials back to the points: ``out[i] = r_i``.
 
-    ``phi[0]`` = K2 * 1, ``phi[1 + k]`` = K2 * (y_k - c_k), ``phi[d + 1]`` = K1 * 1.
+    Points are visited in box order (``order``) for locality; each writes only its own row.
+
+    ``phi[0]`` = K2 * 1 and ``phi[1 + k]`` = K2 * (y_k - c_k) on the nodes.
     """
     n, d = Y.shape
     n_combo = offset.shape[0]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
-        acc = np.empty(5)
-        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            for c in range(d + 2):
+        acc = np.empty(4)
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            i = order[ii]
+            for c in range(d + 1):
                 acc[c] = 0.0
             for t in range(n_combo):
                 node = base[i] + offset[t]
                 w = weights[i, t]
-                for c in range(d + 2):
+                for c in range(d + 1):
                     acc[c] += w * phi[c, node]
             for k in range(d):
                 out[i, k] = (Y[i, k] - centre[k]) * acc[0] - acc[k + 1]
-            z_point[i] = acc[d + 1] - 1.0
-
-
-@numba.njit(cache=True)
-def _fixed_order_sum(x):
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += x[i]
-    return total
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,19 +342,26 @@ class FFTRepulsion:
 
     # -- cached buffers --------------------------------------------------------------------
     def _grid_buffers(self, d, n_boxes):
+        """Node grids with the last axis zero-padded to ``2M`` (the padding stays zero)."""
         key = (d, n_boxes)
         if self._grid_key != key:
+            self._grid_key = None
             p = self.n_interpolation_points
             m_nodes = n_boxes * p
+            shape = (m_nodes,) * (d - 1) + (2 * m_nodes,)
+            strides = np.ones(d, dtype=np.int64)
+            for k in range(d - 2, -1, -1):
+                strides[k] = strides[k + 1] * shape[k + 1]
             digits = np.indices((p,) * d).reshape(d, -1).T  # (p^d, d), C order
-            strides = m_nodes ** np.arange(d - 1, -1, -1, dtype=np.int64)
+            self._strides = strides
             self._combo = np.ascontiguousarray(digits, dtype=np.int64)
             self._offset = np.ascontiguousarray(digits @ strides, dtype=np.int64)
-            self._grid = np.empty((d + 1, m_nodes ** d))
-            self._phi = np.empty((d + 2, m_nodes ** d))
+            size = int(np.prod(shape))
+            self._grid = np.zeros((d + 1, size), dtype=_REAL)
+            self._phi = np.empty((d + 1, size), dtype=_REAL)
+            self._spec = np.empty((2 * m_nodes,) * (d - 1) + (m_nodes + 1,), dtype=_COMPLEX)
             self._start = np.empty(n_boxes ** d + 1, dtype=np.int64)
             self._grid_key = key
-        return self._combo, self._offset, self._grid, self._phi, self._start
 
     def _point_buffers(self, n, d):
         key = (n, d)
@@ -362,60 +371,82 @@ class FFTRepulsion:
             self._base = np.empty(n, dtype=np.int64)
             self._order = np.empty(n, dtype=np.int64)
             self._weights = np.empty((n, n_combo))
-            self._z_point = np.empty(n)
             self._point_key = key
-        return self._box, self._base, self._order, self._weights, self._z_point
 
     def _kernel_spectra(self, d, m_nodes, spacing, dof):
-        """Compact real spectra of K2 and K1, ``((M + 1)^(d-1), M + 1)``, cached."""
+        """Compact real spectra of K2 (single precision) and K1, ``((M + 1)^(d-1), M + 1)``.
+
+        Cached while the grid size, node spacing and ``dof`` are unchanged.
+        """
         key = (d, m_nodes, spacing, dof)
         if self._kernel_key != key:
+            self._kernel_key = None
             size = m_nodes + 1
-            k1 = np.empty(size ** d)
-            k2 = np.empty(size ** d)
-            _kernel_values(m_nodes, d, spacing, dof, k1, k2)
+            x2 = (np.arange(size) * spacing) ** 2
+            d2 = x2
+            for _ in range(d - 1):
+                d2 = np.add.outer(d2, x2)
+            d2 = d2.reshape(-1)
+            k1 = np.empty(d2.shape[0])  # float64: Z = (Parseval sum) - n cancels
+            k2 = np.empty(d2.shape[0], dtype=_REAL)
+            _kernel_values(d2, dof, k1, k2)
+            del d2
             shape = (size,) * d
             # DCT-I of the (M+1)^d values == real FFT of the even 2M-periodic extension.
-            khat2 = scipy.fft.dctn(k2.reshape(shape), type=1, workers=self._workers)
-            khat1 = scipy.fft.dctn(k1.reshape(shape), type=1, workers=self._workers)
+            khat2 = scipy.fft.dctn(k2.reshape(shape), type=1, workers=self._workers,
+                                   overwrite_x=True)
+            khat1 = scipy.fft.dctn(k1.reshape(shape), type=1, workers=self._workers,
+                                   overwrite_x=True)
             self._khat = (khat2.reshape(-1, size), khat1.reshape(-1, size))
             self._kernel_key = key
         return self._khat
 
     # -- convolution -----------------------------------------------------------------------
-    def _forward(self, x, m_nodes, d):
-        """Half spectrum of the ``(2M)^d`` zero-padding of ``x`` (shape ``(M,)*d``), pruned."""
-        w = self._workers
-        n = 2 * m_nodes
-        s = scipy.fft.rfft(x, n=n, axis=d - 1, workers=w)
-        for axis in range(d - 2, -1, -1):
-            s = scipy.fft.fft(s, n=n, axis=axis, workers=w, overwrite_x=True)
-        return s
-
-    def _inverse(self, s, m_nodes, d, out):
-        """First ``M^d`` values of the inverse of the half spectrum ``s`` into ``out``."""
-        w = self._workers
-        n = 2 * m_nodes
-        for axis in range(d - 1):
-            s = scipy.fft.ifft(s, axis=axis, workers=w, overwrite_x=True)
-            s = s[(slice(None),) * axis + (slice(0, m_nodes),)]
-        x = scipy.fft.irfft(s, n=n, axis=d - 1, workers=w)
-        out[...] = x[(Ellipsis, slice(0, m_nodes))]
+    def _fft_inplace(self, view, axis, forward):
+        fn = scipy.fft.fft if forward else scipy.fft.ifft
+        res = fn(view, axis=axis, workers=self._workers, overwrite_x=True)
+        if not np.shares_memory(res, view):
+            view[...] = res
 
     def _convolve(self, d, m_nodes, khat2, khat1):
-        grid, phi = self._grid, self._phi
-        shape = (m_nodes,) * d
-        size = m_nodes + 1
+        """Potentials ``phi[c] = K2 * grid[c]`` (first M nodes per axis); returns the
+        Parseval sum of the unit charges against K1 (``Z`` plus the self terms)."""
+        grid, phi, spec = self._grid, self._phi, self._spec
+        m = m_nodes
+        shape = (m,) * (d - 1) + (2 * m,)
+        z_total = 0.0
         for c in range(d + 1):
-            spec = self._forward(grid[c].reshape(shape), m_nodes, d)
-            flat = spec.reshape(-1, size)
+            # forward, pruned: the last axis is padded in the grid itself; along every other
+            # axis only the first M (non-zero) lines are transformed before that axis.
+            half = scipy.fft.rfft(grid[c].reshape(shape), axis=d - 1, workers=self._workers)
+            if d == 1:
+                spec[...] = half
+            elif d == 2:
+                spec[:m] = half
+                spec[m:] = 0
+                self._fft_inplace(spec, 0, True)
+            else:
+                spec[:m, :m] = half
+                spec[:m, m:] = 0
+                spec[m:] = 0
+                self._fft_inplace(spec[:m], 1, True)
+                self._fft_inplace(spec, 0, True)
+            del half
+            z = _apply_kernel(spec.reshape(-1, m + 1), khat2, khat1, m, d)
             if c == 0:
-                spec_z = np.empty_like(spec)
-                _apply_kernel(flat, khat1, spec_z.reshape(-1, size), m_nodes, d)
-                self._inverse(spec_z, m_nodes, d, phi[d + 1].reshape(shape))
-                del spec_z
-            _apply_kernel(flat, khat2, flat, m_nodes, d)
-            self._inverse(spec, m_nodes, d, phi[c].reshape(shape))
+                z_total = z
+            # inverse, pruned: only the first M outputs per axis are kept.
+            if d == 1:
+                res = scipy.fft.irfft(spec, n=2 * m, workers=self._workers)
+            elif d == 2:
+                self._fft_inplace(spec, 0, False)
+                res = scipy.fft.irfft(spec[:m], n=2 * m, axis=1, workers=self._workers)
+            else:
+                self._fft_inplace(spec, 0, False)
+                self._fft_inplace(spec[:m], 1, False)
+                res = scipy.fft.irfft(spec[:m, :m], n=2 * m, axis=2, workers=self._workers)
+            phi[c] = res.reshape(-1)
+        return z_total
 
     # -- call ------------------------------------------------------------------------------
     def __call__(self, Y, dof, out):
@@ -427,7 +458,8 @@ class FFTRepulsion:
                 f"got {d}. Use negative_gradient_method='bh' or 'exact'."
             )
         dof = float(dof)
-        if n == 0:
+        if n < 2:
+            out[...] = 0.0
             return 0.0
         lo = Y.min(axis=0)
         hi = Y.max(axis=0)
@@ -442,13 +474,14 @@ class FFTRepulsion:
         h = extent / n_boxes
         centre = np.ascontiguousarray(lo + 0.5 * extent)
 
-        combo, offset, grid, phi, start = self._grid_buffers(d, n_boxes)
-        box, base, order, weights, z_point = self._point_buffers(n, d)
+        self._grid_buffers(d, n_boxes)
+        self._point_buffers(n, d)
         _interpolation_weights(Y, np.ascontiguousarray(lo), 1.0 / h, n_boxes, self._denom,
-                               combo, box, base, weights)
-        _sort_by_box(box, n_boxes ** d, start, order)
-        _spread(Y, centre, order, start, n_boxes, p, weights, offset, grid)
+                               self._combo, self._strides, self._box, self._base, self._weights)
+        _sort_by_box(self._box, n_boxes ** d, self._start, self._order)
+        _spread(Y, centre, self._order, self._start, n_boxes, p, self._strides, self._weights,
+                self._offset, self._grid)
         khat2, khat1 = self._kernel_spectra(d, m_nodes, h / p, dof)
-        self._convolve(d, m_nodes, khat2, khat1)
-        _gather(Y, centre, base, weights, offset, phi, out, z_point)
-        return _fixed_order_sum(z_point)
+        z_total = self._convolve(d, m_nodes, khat2, khat1)
+        _gather(Y, centre, self._order, self._base, self._weights, self._offset, self._phi, out)
+        return float(z_total - n)
