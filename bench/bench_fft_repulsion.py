@@ -30,7 +30,7 @@ def main(sizes=(10_000, 70_000), n_jobs=2, repeat=5):
     print(f"{'d':>2} {'n':>7} {'turbotsne ms (min/med)':>24} {'openTSNE ms (min/med)':>24}  grid")
     for d in (1, 2, 3):
         for n in sizes:
-            Y = rng.normal(scale=30.0 if d < 3 else 30.0, size=(n, d))
+            Y = rng.normal(scale=30.0 if d < 3 else 4.0, size=(n, d))  # 3-D: extent ~35, within the cap
             out = np.empty_like(Y)
             f = FFTRepulsion(n_jobs=n_jobs)
 

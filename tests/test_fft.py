@@ -38,7 +38,7 @@ def errors(Y, dof, **kw):
 
 
 # embedding-like sizes per dimension at which the defaults reach 1e-2 (see fft.py)
-SIDES = {1: 20.0, 2: 20.0, 3: 6.0}
+SIDES = {1: 20.0, 2: 20.0, 3: 8.0}
 
 
 @pytest.mark.parametrize("d", [1, 2, 3])
@@ -62,8 +62,9 @@ def test_larger_n_matches_exact(d):
 
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_more_interpolation_points_more_accurate(d):
-    Y = blobs(1000, d, 3 * SIDES[d], seed=20 + d)
-    errs = [errors(Y, 1.0, n_interpolation_points=p, min_num_intervals=10)[0] for p in (1, 2, 3, 5)]
+    Y = blobs(1000, d, 2 * SIDES[d], seed=20 + d)
+    errs = [errors(Y, 1.0, n_interpolation_points=p, min_num_intervals=4, ints_in_interval=2)[0]
+            for p in (1, 2, 3, 5)]
     assert all(b < a for a, b in zip(errs, errs[1:])), errs
     assert errs[-1] < 0.1 * errs[0], errs
 
@@ -126,7 +127,12 @@ def test_oversize_grid_raises():
     with pytest.raises(ValueError, match="points have probably shot off"):
         FFTRepulsion()(Y3, 1.0, np.empty_like(Y3))
     with pytest.raises(ValueError, match="MAX_GRID_NODES"):
-        grid_size(10 * np.sqrt(MAX_GRID_NODES), 2)
+        grid_size(10 * np.sqrt(MAX_GRID_NODES[2]), 2)
+    # 3-D: the default resolution fits embeddings up to ~40 units; wider ones are refused
+    assert (2 * 3 * grid_size(35.0, 3)) ** 3 <= MAX_GRID_NODES[3]
+    with pytest.raises(ValueError, match="too spread out for the FFT method"):
+        grid_size(60.0, 3)
+    assert grid_size(60.0, 3, ints_in_interval=2) >= 30
 
 
 def test_non_finite_input_raises():

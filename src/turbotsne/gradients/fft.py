@@ -30,13 +30,22 @@ is a discrete (Toeplitz) convolution. Two changes to openTSNE's rule:
 * ``n_boxes`` is rounded *up* to the next count for which the padded FFT length
   ``2 M`` is 5-smooth (``scipy.fft.next_fast_len``): a finer grid is both more
   accurate and faster to transform than an awkward size;
-* in 3-D the grid is coarser by default: ``min_num_intervals`` is capped at
-  :data:`MIN_INTERVALS_3D` and the box width is at least
-  ``ints_in_interval * WIDTH_FACTOR_3D`` (a 3-D grid at 2-D resolution would
-  take gigabytes). The accuracy stays within the 1e-2 target of the tests.
+* in 3-D, ``min_num_intervals`` is capped at :data:`MIN_INTERVALS_3D` (24): a
+  small embedding needs no 50^3-box grid (with 24 boxes of at most
+  ``ints_in_interval`` the node spacing is as fine as the 2-D rule's).
 
-Any grid whose padded size exceeds :data:`MAX_GRID_NODES` raises a
-``ValueError`` (typically points that shot off) instead of allocating it.
+The node spacing, not the interpolation order, sets the accuracy (measured in
+3-D at a fixed node budget: p = 4, 5, 6 are no better than p = 3), and a
+relative error of ~1e-2 needs a spacing of about 1/3 (``ints_in_interval = 1``,
+p = 3) in 3-D as in 2-D. Widening the boxes instead costs accuracy fast
+(~h^3.3: boxes of width 2 give ~1e-1). So the 3-D rule keeps the 2-D
+resolution, and the grid size is capped instead: the zero-padded grid
+``(2M)^d`` may have at most :data:`MAX_GRID_NODES` nodes (2^26 in 1-D and 2-D,
+2^24 = 256^3 in 3-D, ~0.3 GB and ~1 s a call). With the defaults that is an
+embedding extent of up to ~40 units in 3-D (~1300 in 2-D); beyond it a
+``ValueError`` names the cause (points that shot off, or a 3-D embedding too
+spread out for the FFT method) and the fixes (``max_step_norm``, a larger
+``ints_in_interval``, or the Barnes-Hut method), instead of allocating it.
 
 Steps of one call, all kernels numba, all FFTs ``scipy.fft`` with ``workers``:
 
@@ -68,13 +77,11 @@ import scipy.fft
 
 from .._config import FASTMATH, effective_n_jobs
 
-#: cap on the number of nodes of the zero-padded grid, ``(2 M)^d`` (2^26: a
-#: 8192^2 grid in 2-D, 406^3 in 3-D; ~0.5 GB per complex spectrum).
-MAX_GRID_NODES = 2 ** 26
-#: in 3-D, ``min_num_intervals`` is capped at this value ...
-MIN_INTERVALS_3D = 16
-#: ... and boxes are at least ``WIDTH_FACTOR_3D * ints_in_interval`` wide.
-WIDTH_FACTOR_3D = 2.0
+#: cap on the number of nodes of the zero-padded grid ``(2 M)^d``, per dimension count:
+#: 8192^2 in 2-D (~0.5 GB per complex spectrum), 256^3 in 3-D (~0.3 GB in all).
+MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 24}
+#: in 3-D, ``min_num_intervals`` is capped at this value.
+MIN_INTERVALS_3D = 24
 #: points per parallel block of the per-point kernels (fixed: independent of threads).
 _BLOCK = 256
 #: precision of the node grids, the K2 kernel and their FFTs (the interpolation error,
@@ -275,23 +282,27 @@ def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in
     min_boxes, width = min_num_intervals, float(ints_in_interval)
     if d == 3:
         min_boxes = min(min_boxes, MIN_INTERVALS_3D)
-        width *= WIDTH_FACTOR_3D
     ratio = extent / width
     if not ratio < 2 ** 40:
         n_req = 2 ** 40
     else:
         n_req = max(int(min_boxes), int(math.ceil(ratio)), 1)
-    if (2 * n_req * p) ** d > MAX_GRID_NODES:
+    cap = MAX_GRID_NODES[d]
+    if (2 * n_req * p) ** d > cap:
         raise ValueError(
             f"The FFT repulsion grid would need {n_req} boxes x {p} interpolation points = "
             f"{n_req * p} nodes per dimension ({(2 * n_req * p) ** d:.3g} padded nodes in {d}-D), "
-            f"above the cap of {MAX_GRID_NODES} nodes (MAX_GRID_NODES), because the embedding "
-            f"spans {extent:.4g} units: points have probably shot off. Limit the step size "
-            "(set max_step_norm or lower the learning rate), or use fewer intervals "
-            "(a larger ints_in_interval, a smaller min_num_intervals or fewer "
-            "n_interpolation_points), or negative_gradient_method='bh'."
+            f"above the cap of {cap} nodes (MAX_GRID_NODES[{d}]), because the embedding "
+            f"spans {extent:.4g} units: points have probably shot off, or the embedding is too "
+            "spread out for the FFT method. Limit the step size (set max_step_norm or lower "
+            "the learning rate), or use fewer intervals (a larger ints_in_interval, a smaller "
+            "min_num_intervals or fewer n_interpolation_points; less accurate), or use "
+            "negative_gradient_method='bh'."
         )
-    return _fast_n_boxes(n_req, p)
+    n_boxes = _fast_n_boxes(n_req, p)
+    if (2 * n_boxes * p) ** d > cap:  # rounding up crossed the cap: take the largest fitting
+        n_boxes = n_req
+    return n_boxes
 
 
 # ---------------------------------------------------------------------------------------
