@@ -110,10 +110,14 @@ def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_inter
             )
         return BarnesHutRepulsion(theta)
     if method == "fft":
-        raise NotImplementedError(
-            "negative_gradient_method='fft' (FFT-accelerated interpolation) is not implemented yet; "
-            "use negative_gradient_method='exact'."
-        )
+        if n_components is not None and not 1 <= n_components <= 3:
+            raise ValueError(
+                "negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
+                f"got n_components={n_components}. Use negative_gradient_method='bh' or 'exact'."
+            )
+        from .fft import FFTRepulsion
+
+        return FFTRepulsion(n_interpolation_points, min_num_intervals, ints_in_interval, n_jobs)
     raise ValueError(f"Unknown repulsion method {method!r}.")
 
 

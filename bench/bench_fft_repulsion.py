@@ -1,0 +1,56 @@
+"""Per-call time of the FFT repulsion vs openTSNE's, 2 threads, compilation excluded.
+
+    PYTHONPATH=src python bench/bench_fft_repulsion.py [n ...]
+"""
+import sys
+import time
+
+import numpy as np
+
+from turbotsne._config import thread_limit
+from turbotsne.gradients.fft import FFTRepulsion
+
+
+def best_of(fn, repeat):
+    fn()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), float(np.median(times))
+
+
+def main(sizes=(10_000, 70_000), n_jobs=2, repeat=5):
+    try:
+        from openTSNE import _tsne
+    except ImportError:  # pragma: no cover
+        _tsne = None
+    rng = np.random.default_rng(0)
+    print(f"{'d':>2} {'n':>7} {'turbotsne ms (min/med)':>24} {'openTSNE ms (min/med)':>24}  grid")
+    for d in (1, 2, 3):
+        for n in sizes:
+            Y = rng.normal(scale=30.0 if d < 3 else 4.0, size=(n, d))  # 3-D: extent ~35, within the cap
+            out = np.empty_like(Y)
+            f = FFTRepulsion(n_jobs=n_jobs)
+
+            def ours():
+                f._kernel_key = None  # a new embedding every iteration: no kernel reuse
+                f(Y, 1.0, out)
+
+            with thread_limit(n_jobs):
+                t_ours = best_of(ours, repeat)
+            grid = f._grid_key
+            t_ot = None
+            if _tsne is not None and d < 3:
+                g = np.zeros_like(Y)
+                fn = getattr(_tsne, f"estimate_negative_gradient_fft_{d}d")
+                Yo, go = (Y.ravel(), g.ravel()) if d == 1 else (Y, g)
+                t_ot = best_of(lambda: fn(Yo, go, 3, 50, 1.0, 1.0), repeat)
+            ot = f"{t_ot[0] * 1e3:10.1f} / {t_ot[1] * 1e3:8.1f}" if t_ot else f"{'-':>21}"
+            print(f"{d:>2} {n:>7} {t_ours[0] * 1e3:12.1f} / {t_ours[1] * 1e3:8.1f}   {ot}   boxes/dim={grid[1]}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main(tuple(int(a) for a in sys.argv[1:]) or (10_000, 70_000))

@@ -1,0 +1,498 @@
+"""FFT-accelerated interpolation repulsion (FIt-SNE, Linderman et al. 2019) in 1, 2 and 3 dims.
+
+The repulsion ``r_i = sum_j K2(y_i - y_j) (y_i - y_j)`` and ``Z = sum_{i != j} K1(y_i - y_j)``
+with ``K1 = w = (1 + |.|^2/dof)^-dof`` and ``K2 = w^((dof+1)/dof) = (1 + |.|^2/dof)^-(dof+1)``
+are both sums of translation-invariant kernels against per-point charges::
+
+    r_i = (y_i - c) * phi_0(y_i) - phi_{1..d}(y_i),   phi_0 = K2 * 1,  phi_k = K2 * (y_k - c_k)
+    Z   = sum_a q_a (K1 * q)_a - n,                    q = the unit charges spread on the nodes
+
+(``c`` is the centre of the bounding box, which keeps the cancellation in ``r``
+small, and ``n`` removes the self-interactions ``w_ii = 1``). ``Z`` needs no
+inverse transform: by Parseval it is ``sum_m |Q_m|^2 K1hat_m / (2M)^d`` over the
+spectrum ``Q`` of the unit charges, which is computed anyway. So one call costs
+``d + 1`` forward and ``d + 1`` inverse FFTs plus two DCTs of the kernels, for
+any ``dof`` (FIt-SNE's ``dof = 1`` trick with charges ``[1, y, |y|^2]`` needs
+``d + 2`` of each and suffers cancellation in ``Z``).
+
+Precision: node grids, the K2 spectrum and the charge FFTs are single precision
+(complex64), which halves the FFT time; the interpolation error (>= 1e-4 in
+the tests) dominates the float32 rounding. Weights, the K1 spectrum, the
+Parseval sum and the final ``r`` stay float64.
+
+Grid (openTSNE semantics): the cube ``[lo_k, lo_k + extent]`` per dimension
+(``extent`` = the largest side of the bounding box of ``Y``) is split into
+``n_boxes = max(min_num_intervals, ceil(extent / ints_in_interval))`` boxes per
+dimension, each holding ``p = n_interpolation_points`` equispaced nodes, so all
+``M = n_boxes * p`` nodes per dimension are equispaced and the node-to-node sum
+is a discrete (Toeplitz) convolution. Two changes to openTSNE's rule:
+
+* ``n_boxes`` is rounded *up* to the next count for which the padded FFT length
+  ``2 M`` is 5-smooth (``scipy.fft.next_fast_len``): a finer grid is both more
+  accurate and faster to transform than an awkward size;
+* in 3-D, ``min_num_intervals`` is capped at :data:`MIN_INTERVALS_3D` (24): a
+  small embedding needs no 50^3-box grid (with 24 boxes of at most
+  ``ints_in_interval`` the node spacing is as fine as the 2-D rule's).
+
+The node spacing, not the interpolation order, sets the accuracy (measured in
+3-D at a fixed node budget: p = 4, 5, 6 are no better than p = 3), and a
+relative error of ~1e-2 needs a spacing of about 1/3 (``ints_in_interval = 1``,
+p = 3) in 3-D as in 2-D. Widening the boxes instead costs accuracy fast
+(~h^3.3: boxes of width 2 give ~1e-1). So the 3-D rule keeps the 2-D
+resolution, and the grid size is capped instead: the zero-padded grid
+``(2M)^d`` may have at most :data:`MAX_GRID_NODES` nodes (2^26 in 1-D and 2-D,
+2^24 = 256^3 in 3-D, ~0.3 GB and ~1 s a call). With the defaults that is an
+embedding extent of up to ~40 units in 3-D (~1300 in 2-D); beyond it a
+``ValueError`` names the cause (points that shot off, or a 3-D embedding too
+spread out for the FFT method) and the fixes (``max_step_norm``, a larger
+``ints_in_interval``, or the Barnes-Hut method), instead of allocating it.
+
+Steps of one call, all kernels numba, all FFTs ``scipy.fft`` with ``workers``:
+
+1. per point (parallel): box, flat base node and the ``p^d`` tensor-product
+   Lagrange weights, computed once and used both for spreading and gathering;
+2. a stable counting sort of the points by box (serial, O(n));
+3. spreading (parallel over boxes): a box owns its ``p^d`` nodes -- FIt-SNE
+   boxes share no nodes -- so every node is written by exactly one thread, in
+   point order; no races, no dependence on the thread count;
+4. per charge channel: a pruned zero-padded FFT (the last axis is padded in
+   the grid buffer itself, and the transforms along every other axis skip the
+   all-zero lines), multiplication by the kernel spectrum in place, and a
+   pruned inverse FFT that only keeps the ``M^d`` useful outputs. The kernel
+   is real and even, so its spectrum is real and is computed
+   with a DCT-I of the ``(M + 1)^d`` kernel values (a quarter of the work of the
+   padded ``(2 M)^d`` FFT in 2-D); it is cached on the object while the grid
+   size, box width and ``dof`` are unchanged;
+5. gathering (parallel over blocks of points in box order; each point writes its own row).
+
+Results are bit-identical for any number of numba threads.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import scipy.fft
+
+from .._config import FASTMATH, effective_n_jobs
+
+#: cap on the number of nodes of the zero-padded grid ``(2 M)^d``, per dimension count:
+#: 8192^2 in 2-D (~0.5 GB per complex spectrum), 256^3 in 3-D (~0.3 GB in all).
+MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 24}
+#: in 3-D, ``min_num_intervals`` is capped at this value.
+MIN_INTERVALS_3D = 24
+#: points per parallel block of the per-point kernels (fixed: independent of threads).
+_BLOCK = 256
+#: precision of the node grids, the K2 kernel and their FFTs (the interpolation error,
+#: >= 1e-4, dominates single-precision rounding); K1 (for Z), weights and sums stay float64.
+_REAL = np.float32
+_COMPLEX = np.complex64
+
+
+# ---------------------------------------------------------------------------------------
+# numba kernels
+# ---------------------------------------------------------------------------------------
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _interpolation_weights(Y, lo, inv_h, n_boxes, denom, combo, strides, box, base, weights):
+    """Per point: flat box index ``box``, flat base node ``base`` and the tensor-product
+    Lagrange weights ``weights[i, t]`` of the ``p^d`` nodes of its box.
+
+    ``denom[j]`` is ``prod_{m != j} (u_j - u_m)`` for the nodes ``u_j = (j + 0.5) / p``
+    (in box units); ``combo[t, k]`` is the node digit along dimension ``k`` of node ``t``;
+    ``strides[k]`` the flat stride of grid axis ``k`` (the last axis is zero-padded to 2M).
+    """
+    n, d = Y.shape
+    p = denom.shape[0]
+    n_combo = combo.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        lw = np.empty((3, 8))  # per-dimension 1-D weights (d <= 3, p <= 8), one per block
+        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            b_flat = 0
+            node_flat = 0
+            for k in range(d):
+                t = (Y[i, k] - lo[k]) * inv_h
+                b = int(t)
+                if b >= n_boxes:
+                    b = n_boxes - 1
+                if b < 0:
+                    b = 0
+                u = t - b
+                for j in range(p):
+                    num = 1.0
+                    for m in range(p):
+                        if m != j:
+                            num *= u - (m + 0.5) / p
+                    lw[k, j] = num / denom[j]
+                b_flat = b_flat * n_boxes + b
+                node_flat += b * p * strides[k]
+            box[i] = b_flat
+            base[i] = node_flat
+            for t in range(n_combo):
+                w = 1.0
+                for k in range(d):
+                    w *= lw[k, combo[t, k]]
+                weights[i, t] = w
+
+
+@numba.njit(cache=True)
+def _sort_by_box(box, n_box_total, start, order):
+    """Stable counting sort: points of box ``b`` are ``order[start[b]:start[b + 1]]``."""
+    n = box.shape[0]
+    for b in range(n_box_total + 1):
+        start[b] = 0
+    for i in range(n):
+        start[box[i] + 1] += 1
+    for b in range(n_box_total):
+        start[b + 1] += start[b]
+    fill = start[:n_box_total].copy()
+    for i in range(n):
+        b = box[i]
+        order[fill[b]] = i
+        fill[b] += 1
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _spread(Y, centre, order, start, n_boxes, p, strides, weights, offset, grid):
+    """Charges ``[1, y_1 - c_1, ..., y_d - c_d]`` onto the nodes: ``grid[c, node]``.
+
+    Parallel over boxes; a box owns its nodes (``node0 + offset[t]``), which it
+    zeroes and then accumulates over its points in sorted (point-index) order.
+    """
+    d = Y.shape[1]
+    n_box_total = start.shape[0] - 1
+    n_combo = offset.shape[0]
+    n_channels = grid.shape[0]
+    for b in numba.prange(n_box_total):
+        node0 = 0
+        div = 1
+        for k in range(d - 1, -1, -1):
+            node0 += ((b // div) % n_boxes) * p * strides[k]
+            div *= n_boxes
+        for t in range(n_combo):
+            node = node0 + offset[t]
+            for c in range(n_channels):
+                grid[c, node] = 0.0
+        for ii in range(start[b], start[b + 1]):
+            i = order[ii]
+            for t in range(n_combo):
+                node = node0 + offset[t]
+                w = weights[i, t]
+                grid[0, node] += w
+                for k in range(d):
+                    grid[k + 1, node] += w * (Y[i, k] - centre[k])
+
+
+@numba.njit(fastmath=FASTMATH, cache=True)
+def _kernel_values(d2, dof, k1, k2):
+    """``K1 = (1 + d2/dof)^-dof`` and ``K2 = (1 + d2/dof)^-(dof+1)`` elementwise (flat arrays)."""
+    unit = dof == 1.0
+    for f in range(d2.shape[0]):
+        if unit:
+            w = 1.0 / (1.0 + d2[f])
+            k1[f] = w
+            k2[f] = w * w
+        else:
+            q = 1.0 + d2[f] / dof
+            w = q ** (-dof)
+            k1[f] = w
+            k2[f] = w / q
+
+
+@numba.njit(fastmath=FASTMATH, cache=True)
+def _apply_kernel(spec, khat2, khat1, m_nodes, d):
+    """``spec *= khat2`` in place; returns ``sum_m |spec_m|^2 khat1_m / (2M)^d`` (before the
+    product), which by Parseval is ``sum_a q_a (K1 * q)_a`` -- ``Z`` plus the self terms
+    when ``spec`` is the spectrum of the unit charges.
+
+    ``spec`` is a half spectrum ``(R, M + 1)`` with ``R = (2 M)^(d-1)`` rows over the
+    padded axes; ``khat*`` are compact real kernel spectra ``((M + 1)^(d-1), M + 1)``,
+    mirrored (``m -> 2M - m``) on the full axes. Serial: a fixed-order sum.
+    """
+    n_rows, n_cols = spec.shape
+    full = 2 * m_nodes
+    size = m_nodes + 1
+    total = 0.0
+    for r in range(n_rows):
+        div = 1
+        kr = 0
+        stride = 1
+        for _ in range(d - 1):
+            m = (r // div) % full
+            div *= full
+            if m > m_nodes:
+                m = full - m
+            kr += m * stride
+            stride *= size
+        row = 0.0
+        for col in range(n_cols):
+            v = spec[r, col]
+            a = np.float64(v.real)
+            b = np.float64(v.imag)
+            wgt = 2.0 if (col != 0 and col != m_nodes) else 1.0
+            row += wgt * (a * a + b * b) * khat1[kr, col]
+            spec[r, col] = v * khat2[kr, col]
+        total += row
+    return total / np.float64(full) ** d
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _gather(Y, centre, order, base, weights, offset, phi, out):
+    """Interpolate the potentials back to the points: ``out[i] = r_i``.
+
+    Points are visited in box order (``order``) for locality; each writes only its own row.
+
+    ``phi[0]`` = K2 * 1 and ``phi[1 + k]`` = K2 * (y_k - c_k) on the nodes.
+    """
+    n, d = Y.shape
+    n_combo = offset.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        acc = np.empty(4)
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            i = order[ii]
+            for c in range(d + 1):
+                acc[c] = 0.0
+            for t in range(n_combo):
+                node = base[i] + offset[t]
+                w = weights[i, t]
+                for c in range(d + 1):
+                    acc[c] += w * phi[c, node]
+            for k in range(d):
+                out[i, k] = (Y[i, k] - centre[k]) * acc[0] - acc[k + 1]
+
+
+# ---------------------------------------------------------------------------------------
+# grid choice
+# ---------------------------------------------------------------------------------------
+def _fast_n_boxes(n_boxes, p):
+    """Smallest ``>= n_boxes`` box count whose padded FFT length ``2 n p`` is 5-smooth."""
+    while scipy.fft.next_fast_len(2 * n_boxes * p, real=True) != 2 * n_boxes * p:
+        n_boxes += 1
+    return n_boxes
+
+
+def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1.0):
+    """Boxes per dimension for a bounding cube of side ``extent`` (see the module docstring).
+
+    Raises ``ValueError`` if the padded grid would exceed :data:`MAX_GRID_NODES` nodes.
+    """
+    p = n_interpolation_points
+    min_boxes, width = min_num_intervals, float(ints_in_interval)
+    if d == 3:
+        min_boxes = min(min_boxes, MIN_INTERVALS_3D)
+    ratio = extent / width
+    if not ratio < 2 ** 40:
+        n_req = 2 ** 40
+    else:
+        n_req = max(int(min_boxes), int(math.ceil(ratio)), 1)
+    cap = MAX_GRID_NODES[d]
+    if (2 * n_req * p) ** d > cap:
+        raise ValueError(
+            f"The FFT repulsion grid would need {n_req} boxes x {p} interpolation points = "
+            f"{n_req * p} nodes per dimension ({(2 * n_req * p) ** d:.3g} padded nodes in {d}-D), "
+            f"above the cap of {cap} nodes (MAX_GRID_NODES[{d}]), because the embedding "
+            f"spans {extent:.4g} units: points have probably shot off, or the embedding is too "
+            "spread out for the FFT method. Limit the step size (set max_step_norm or lower "
+            "the learning rate), or use fewer intervals (a larger ints_in_interval, a smaller "
+            "min_num_intervals or fewer n_interpolation_points; less accurate), or use "
+            "negative_gradient_method='bh'."
+        )
+    n_boxes = _fast_n_boxes(n_req, p)
+    if (2 * n_boxes * p) ** d > cap:  # rounding up crossed the cap: take the largest fitting
+        n_boxes = n_req
+    return n_boxes
+
+
+# ---------------------------------------------------------------------------------------
+# the backend
+# ---------------------------------------------------------------------------------------
+class FFTRepulsion:
+    """Repulsion by FFT-accelerated interpolation; a callable ``(Y, dof, out) -> Z``.
+
+    Parameters follow openTSNE: ``n_interpolation_points`` nodes per box and
+    dimension, ``min_num_intervals`` boxes per dimension at least, boxes at most
+    ``ints_in_interval`` wide (3-D: see :func:`grid_size`). ``n_jobs`` is the
+    ``workers`` count of ``scipy.fft``; the numba kernels use the caller's numba
+    thread count.
+    """
+
+    name = "fft"
+
+    def __init__(self, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1,
+                 n_jobs=1):
+        p = int(n_interpolation_points)
+        if not 1 <= p <= 8:
+            raise ValueError(
+                "The 'n_interpolation_points' parameter must be an integer in [1, 8]. "
+                f"Got {n_interpolation_points!r} instead."
+            )
+        if not int(min_num_intervals) >= 1:
+            raise ValueError(
+                "The 'min_num_intervals' parameter must be a positive integer. "
+                f"Got {min_num_intervals!r} instead."
+            )
+        if not float(ints_in_interval) > 0:
+            raise ValueError(
+                "The 'ints_in_interval' parameter must be a positive number. "
+                f"Got {ints_in_interval!r} instead."
+            )
+        self.n_interpolation_points = p
+        self.min_num_intervals = int(min_num_intervals)
+        self.ints_in_interval = float(ints_in_interval)
+        self.n_jobs = n_jobs
+        self._workers = effective_n_jobs(n_jobs)
+        nodes = (np.arange(p) + 0.5) / p
+        self._denom = np.array([np.prod([nodes[j] - nodes[m] for m in range(p) if m != j])
+                                for j in range(p)], dtype=np.float64)
+        self._kernel_key = None
+        self._khat = None
+        self._grid_key = None
+        self._point_key = None
+
+    # -- cached buffers --------------------------------------------------------------------
+    def _grid_buffers(self, d, n_boxes):
+        """Node grids with the last axis zero-padded to ``2M`` (the padding stays zero)."""
+        key = (d, n_boxes)
+        if self._grid_key != key:
+            self._grid_key = None
+            p = self.n_interpolation_points
+            m_nodes = n_boxes * p
+            shape = (m_nodes,) * (d - 1) + (2 * m_nodes,)
+            strides = np.ones(d, dtype=np.int64)
+            for k in range(d - 2, -1, -1):
+                strides[k] = strides[k + 1] * shape[k + 1]
+            digits = np.indices((p,) * d).reshape(d, -1).T  # (p^d, d), C order
+            self._strides = strides
+            self._combo = np.ascontiguousarray(digits, dtype=np.int64)
+            self._offset = np.ascontiguousarray(digits @ strides, dtype=np.int64)
+            size = int(np.prod(shape))
+            self._grid = np.zeros((d + 1, size), dtype=_REAL)
+            self._phi = np.empty((d + 1, size), dtype=_REAL)
+            self._spec = np.empty((2 * m_nodes,) * (d - 1) + (m_nodes + 1,), dtype=_COMPLEX)
+            self._start = np.empty(n_boxes ** d + 1, dtype=np.int64)
+            self._grid_key = key
+
+    def _point_buffers(self, n, d):
+        key = (n, d)
+        if self._point_key != key:
+            n_combo = self.n_interpolation_points ** d
+            self._box = np.empty(n, dtype=np.int64)
+            self._base = np.empty(n, dtype=np.int64)
+            self._order = np.empty(n, dtype=np.int64)
+            self._weights = np.empty((n, n_combo))
+            self._point_key = key
+
+    def _kernel_spectra(self, d, m_nodes, spacing, dof):
+        """Compact real spectra of K2 (single precision) and K1, ``((M + 1)^(d-1), M + 1)``.
+
+        Cached while the grid size, node spacing and ``dof`` are unchanged.
+        """
+        key = (d, m_nodes, spacing, dof)
+        if self._kernel_key != key:
+            self._kernel_key = None
+            size = m_nodes + 1
+            x2 = (np.arange(size) * spacing) ** 2
+            d2 = x2
+            for _ in range(d - 1):
+                d2 = np.add.outer(d2, x2)
+            d2 = d2.reshape(-1)
+            k1 = np.empty(d2.shape[0])  # float64: Z = (Parseval sum) - n cancels
+            k2 = np.empty(d2.shape[0], dtype=_REAL)
+            _kernel_values(d2, dof, k1, k2)
+            del d2
+            shape = (size,) * d
+            # DCT-I of the (M+1)^d values == real FFT of the even 2M-periodic extension.
+            khat2 = scipy.fft.dctn(k2.reshape(shape), type=1, workers=self._workers,
+                                   overwrite_x=True)
+            khat1 = scipy.fft.dctn(k1.reshape(shape), type=1, workers=self._workers,
+                                   overwrite_x=True)
+            self._khat = (khat2.reshape(-1, size), khat1.reshape(-1, size))
+            self._kernel_key = key
+        return self._khat
+
+    # -- convolution -----------------------------------------------------------------------
+    def _fft_inplace(self, view, axis, forward):
+        fn = scipy.fft.fft if forward else scipy.fft.ifft
+        res = fn(view, axis=axis, workers=self._workers, overwrite_x=True)
+        if not np.shares_memory(res, view):
+            view[...] = res
+
+    def _convolve(self, d, m_nodes, khat2, khat1):
+        """Potentials ``phi[c] = K2 * grid[c]`` (first M nodes per axis); returns the
+        Parseval sum of the unit charges against K1 (``Z`` plus the self terms)."""
+        grid, phi, spec = self._grid, self._phi, self._spec
+        m = m_nodes
+        shape = (m,) * (d - 1) + (2 * m,)
+        z_total = 0.0
+        for c in range(d + 1):
+            # forward, pruned: the last axis is padded in the grid itself; along every other
+            # axis only the first M (non-zero) lines are transformed before that axis.
+            half = scipy.fft.rfft(grid[c].reshape(shape), axis=d - 1, workers=self._workers)
+            if d == 1:
+                spec[...] = half
+            elif d == 2:
+                spec[:m] = half
+                spec[m:] = 0
+                self._fft_inplace(spec, 0, True)
+            else:
+                spec[:m, :m] = half
+                spec[:m, m:] = 0
+                spec[m:] = 0
+                self._fft_inplace(spec[:m], 1, True)
+                self._fft_inplace(spec, 0, True)
+            del half
+            z = _apply_kernel(spec.reshape(-1, m + 1), khat2, khat1, m, d)
+            if c == 0:
+                z_total = z
+            # inverse, pruned: only the first M outputs per axis are kept.
+            if d == 1:
+                res = scipy.fft.irfft(spec, n=2 * m, workers=self._workers)
+            elif d == 2:
+                self._fft_inplace(spec, 0, False)
+                res = scipy.fft.irfft(spec[:m], n=2 * m, axis=1, workers=self._workers)
+            else:
+                self._fft_inplace(spec, 0, False)
+                self._fft_inplace(spec[:m], 1, False)
+                res = scipy.fft.irfft(spec[:m, :m], n=2 * m, axis=2, workers=self._workers)
+            phi[c] = res.reshape(-1)
+        return z_total
+
+    # -- call ------------------------------------------------------------------------------
+    def __call__(self, Y, dof, out):
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        n, d = Y.shape
+        if d not in (1, 2, 3):
+            raise ValueError(
+                "negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
+                f"got {d}. Use negative_gradient_method='bh' or 'exact'."
+            )
+        dof = float(dof)
+        if n < 2:
+            out[...] = 0.0
+            return 0.0
+        lo = Y.min(axis=0)
+        hi = Y.max(axis=0)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("The embedding contains NaN or inf; the FFT repulsion needs finite values.")
+        extent = float(np.max(hi - lo))
+        floor = 1e-10 * max(1.0, float(np.max(np.abs(np.concatenate([lo, hi])))))
+        extent = max(extent, floor)
+        p = self.n_interpolation_points
+        n_boxes = grid_size(extent, d, p, self.min_num_intervals, self.ints_in_interval)
+        m_nodes = n_boxes * p
+        h = extent / n_boxes
+        centre = np.ascontiguousarray(lo + 0.5 * extent)
+
+        self._grid_buffers(d, n_boxes)
+        self._point_buffers(n, d)
+        _interpolation_weights(Y, np.ascontiguousarray(lo), 1.0 / h, n_boxes, self._denom,
+                               self._combo, self._strides, self._box, self._base, self._weights)
+        _sort_by_box(self._box, n_boxes ** d, self._start, self._order)
+        _spread(Y, centre, self._order, self._start, n_boxes, p, self._strides, self._weights,
+                self._offset, self._grid)
+        khat2, khat1 = self._kernel_spectra(d, m_nodes, h / p, dof)
+        z_total = self._convolve(d, m_nodes, khat2, khat1)
+        _gather(Y, centre, self._order, self._base, self._weights, self._offset, self._phi, out)
+        return float(z_total - n)

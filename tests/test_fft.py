@@ -1,0 +1,203 @@
+"""FFT-accelerated interpolation repulsion against the exact references."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from reference import gradient as reference_gradient
+from reference import repulsion as reference_repulsion
+from turbotsne._config import thread_limit
+from turbotsne.gradients import make_backend, make_repulsion
+from turbotsne.gradients.exact import exact_repulsion
+from turbotsne.gradients.fft import MAX_GRID_NODES, FFTRepulsion, grid_size
+
+
+def blobs(n, d, side, seed=0, k=8):
+    """Embedding-like data: k Gaussian clusters spread over a cube of the given side."""
+    r = np.random.default_rng(seed)
+    centres = r.uniform(-side / 2, side / 2, size=(k, d))
+    labels = r.integers(0, k, size=n)
+    return np.ascontiguousarray(centres[labels] + r.normal(scale=side / 10, size=(n, d)))
+
+
+def exact(Y, dof):
+    r = np.empty_like(Y)
+    Z = exact_repulsion(Y, float(dof), r, np.empty(len(Y)))
+    return r, Z
+
+
+def fft(Y, dof, **kw):
+    out = np.full_like(Y, np.nan)
+    Z = FFTRepulsion(**kw)(Y, dof, out)
+    return out, Z
+
+
+def errors(Y, dof, **kw):
+    r, Z = exact(Y, dof)
+    rf, Zf = fft(Y, dof, **kw)
+    return np.linalg.norm(rf / Zf - r / Z) / np.linalg.norm(r / Z), abs(Zf - Z) / Z
+
+
+# embedding-like sizes per dimension at which the defaults reach 1e-2 (see fft.py)
+SIDES = {1: 20.0, 2: 20.0, 3: 8.0}
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("dof", [0.5, 1.0, 100.0])
+def test_matches_naive_reference(d, dof):
+    Y = blobs(1200, d, SIDES[d], seed=d)
+    r, Z = reference_repulsion(Y, dof)
+    rf, Zf = fft(Y, dof)
+    assert np.all(np.isfinite(rf))
+    assert np.linalg.norm(rf / Zf - r / Z) <= 1e-2 * np.linalg.norm(r / Z)
+    assert abs(Zf - Z) <= 1e-2 * Z
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_larger_n_matches_exact(d):
+    Y = blobs(3000, d, SIDES[d], seed=10 + d)
+    err_r, err_z = errors(Y, 1.0)
+    assert err_r <= 1e-2
+    assert err_z <= 1e-2
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_more_interpolation_points_more_accurate(d):
+    Y = blobs(1000, d, 2 * SIDES[d], seed=20 + d)
+    errs = [errors(Y, 1.0, n_interpolation_points=p, min_num_intervals=4, ints_in_interval=2)[0]
+            for p in (1, 2, 3, 5)]
+    assert all(b < a for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < 0.1 * errs[0], errs
+
+
+def test_finer_grid_more_accurate():
+    Y = blobs(1000, 2, 40.0, seed=3)
+    coarse = errors(Y, 1.0, min_num_intervals=10, ints_in_interval=4)[0]
+    fine = errors(Y, 1.0, min_num_intervals=10, ints_in_interval=0.5)[0]
+    assert fine < 0.2 * coarse
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_thread_count_does_not_change_result(d):
+    Y = blobs(2000, d, SIDES[d], seed=30 + d)
+    results = []
+    for n_threads in (1, 2):
+        with thread_limit(n_threads):
+            out = np.empty_like(Y)
+            Z = FFTRepulsion()(Y, 0.7, out)
+        results.append((out, Z))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]
+
+
+def test_repeated_calls_reuse_cache_and_stay_equal():
+    Y = blobs(500, 2, 10.0)
+    f = FFTRepulsion()
+    a, b = np.empty_like(Y), np.empty_like(Y)
+    Za = f(Y, 1.0, a)
+    khat = f._khat
+    Zb = f(Y, 1.0, b)
+    assert f._khat is khat
+    assert Za == Zb and np.array_equal(a, b)
+    # a different dof or box width must not reuse the cached kernel
+    c = np.empty_like(Y)
+    f(Y, 2.0, c)
+    assert f._khat is not khat
+    r, _ = reference_repulsion(Y, 2.0)
+    assert np.linalg.norm(c - r) < 1e-2 * np.linalg.norm(r)
+
+
+def test_grid_size_rules():
+    # openTSNE semantics: at least min_num_intervals, boxes at most ints_in_interval wide
+    assert grid_size(1.0, 2) >= 50
+    assert grid_size(200.0, 2) >= 200
+    n = grid_size(200.0, 2)
+    from scipy.fft import next_fast_len
+
+    assert next_fast_len(2 * 3 * n, real=True) == 2 * 3 * n
+    assert grid_size(200.0, 2) < 220
+
+
+def test_oversize_grid_raises():
+    Y = np.zeros((10, 2))
+    Y[0] = 1e6  # a point that shot off
+    with pytest.raises(ValueError, match="max_step_norm"):
+        FFTRepulsion()(Y, 1.0, np.empty_like(Y))
+    Y3 = np.zeros((10, 3))
+    Y3[0] = 5e3
+    with pytest.raises(ValueError, match="points have probably shot off"):
+        FFTRepulsion()(Y3, 1.0, np.empty_like(Y3))
+    with pytest.raises(ValueError, match="MAX_GRID_NODES"):
+        grid_size(10 * np.sqrt(MAX_GRID_NODES[2]), 2)
+    # 3-D: the default resolution fits embeddings up to ~40 units; wider ones are refused
+    assert (2 * 3 * grid_size(35.0, 3)) ** 3 <= MAX_GRID_NODES[3]
+    with pytest.raises(ValueError, match="too spread out for the FFT method"):
+        grid_size(60.0, 3)
+    assert grid_size(60.0, 3, ints_in_interval=2) >= 30
+
+
+def test_non_finite_input_raises():
+    Y = np.zeros((5, 2))
+    Y[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        FFTRepulsion()(Y, 1.0, np.empty_like(Y))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("scale", [0.0, 1e-9, 1e-4])
+def test_identical_points_and_tiny_extent(d, scale):
+    rng = np.random.default_rng(0)
+    Y = np.ascontiguousarray(3.0 + scale * rng.normal(size=(50, d)))
+    out, Z = fft(Y, 1.0)
+    r, Z_ref = reference_repulsion(Y, 1.0)
+    assert np.all(np.isfinite(out)) and np.isfinite(Z)
+    assert abs(Z - Z_ref) <= 1e-6 * Z_ref
+    assert np.linalg.norm(out - r) <= 1e-3 * np.linalg.norm(r) + 1e-12 * Z_ref
+
+
+def test_two_points_and_one_point():
+    Y = np.array([[0.0, 0.0], [1.0, 0.0]])
+    out, Z = fft(Y, 1.0)
+    r, Z_ref = reference_repulsion(Y, 1.0)
+    assert np.allclose(out, r, rtol=1e-3, atol=1e-6) and abs(Z - Z_ref) < 1e-3
+    out1, Z1 = fft(np.array([[2.0, 3.0]]), 1.0)
+    assert np.allclose(out1, 0.0, atol=1e-9) and abs(Z1) < 1e-9
+
+
+def test_parameter_validation():
+    with pytest.raises(ValueError, match="n_interpolation_points"):
+        FFTRepulsion(n_interpolation_points=0)
+    with pytest.raises(ValueError, match="min_num_intervals"):
+        FFTRepulsion(min_num_intervals=0)
+    with pytest.raises(ValueError, match="ints_in_interval"):
+        FFTRepulsion(ints_in_interval=-1)
+    with pytest.raises(ValueError, match="negative_gradient_method"):
+        FFTRepulsion()(np.zeros((5, 4)), 1.0, np.empty((5, 4)))
+
+
+def test_registry_rejects_more_than_three_components():
+    with pytest.raises(ValueError, match="negative_gradient_method"):
+        make_repulsion("fft", n_components=4)
+    assert isinstance(make_repulsion("fft", n_components=3), FFTRepulsion)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_full_gradient_through_registry(d):
+    n = 800
+    Y = blobs(n, d, SIDES[d], seed=40 + d)
+    rng = np.random.default_rng(1)
+    rows = np.repeat(np.arange(n), 10)
+    cols = rng.integers(0, n, size=rows.size)
+    P = sp.coo_matrix((rng.random(rows.size), (rows, cols)), shape=(n, n)).tocsr()
+    P = P + P.T
+    P.setdiag(0)
+    P.eliminate_zeros()
+    P = (P / P.sum()).tocsr()
+    backend = make_backend("fft", P, n_jobs=1, n_components=d)
+    assert backend.name == "fft"
+    out = np.empty_like(Y)
+    backend.gradient(Y, P, 1.0, 12.0, out)
+    ref = reference_gradient(Y, P, 1.0, 12.0)
+    assert np.linalg.norm(out - ref) <= 1e-2 * np.linalg.norm(ref)
+    backend.gradient(Y, P, 1.0, 1.0, out)
+    ref = reference_gradient(Y, P, 1.0, 1.0)
+    assert np.linalg.norm(out - ref) <= 1e-2 * np.linalg.norm(ref)
