@@ -106,7 +106,7 @@ def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_inter
         if n_components > 3:
             raise ValueError(
                 "negative_gradient_method='bh' (Barnes-Hut) supports at most 3 embedding dimensions; "
-                f"got n_components={n_components}. Use negative_gradient_method='fft' or 'exact' instead."
+                f"got n_components={n_components}. Use negative_gradient_method='exact' instead."
             )
         return BarnesHutRepulsion(theta)
     if method == "fft":
@@ -121,9 +121,22 @@ def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_inter
     raise ValueError(f"Unknown repulsion method {method!r}.")
 
 
+#: below this many points "auto" picks Barnes-Hut, from it on FFT interpolation (1-D and 2-D).
+AUTO_FFT_FROM = 10_000
+
+
 def resolve_auto(n_samples, n_components) -> str:
-    """The method that "auto" stands for at this size (exact until the fast methods land)."""
-    return "exact"
+    """The method that "auto" stands for at this size.
+
+    1-D and 2-D: Barnes-Hut below ``AUTO_FFT_FROM`` points, FFT interpolation
+    from there on; 3-D: Barnes-Hut (the 3-D FFT grid grows with the cube of
+    the embedding's extent); more than 3 components: exact.
+    """
+    if n_components > 3:
+        return "exact"
+    if n_components == 3 or n_samples < AUTO_FFT_FROM:
+        return "bh"
+    return "fft"
 
 
 def make_backend(method, P, **options):

@@ -251,6 +251,9 @@ def _count_children(skeys, node_i, shift, t):
 @numba.njit(cache=True)
 def _write_children(skeys, node_i, node_f, shift, crit, d, t):
     # children of node t at node_i[t, 2]..., with their slices and crit
+    # (nothing for a leaf: its offset is shared with the next node's children)
+    if node_i[t, 3] == 0:
+        return
     s = node_i[t, 0]
     e = node_i[t, 1]
     ch = node_i[t, 2]
