@@ -228,14 +228,23 @@ def _numba_block_kernel(dist):
 # --------------------------------------------------------------------------- #
 # Blocked brute force
 # --------------------------------------------------------------------------- #
-def _prepare_blas(X, metric):
-    """Rows as the BLAS path uses them: raw (euclidean) or unit length (cosine/correlation)."""
+def _prepare_blas(X, metric, shift=None):
+    """Rows as the BLAS path uses them: ``(rows, squared norms, zero-row mask, shift)``.
+
+    Euclidean: dense rows are shifted by ``shift`` (the reference mean, computed
+    when None), which leaves distances unchanged but keeps the norms small, so
+    that ``|x|^2 + |y|^2 - 2 x.y`` does not cancel catastrophically for data far
+    from the origin. Cosine / correlation: rows scaled to unit length.
+    """
     if metric in ("euclidean", "sqeuclidean"):
         if sp.issparse(X):
             sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
         else:
+            if shift is None:
+                shift = X.mean(axis=0)
+            X = X - shift
             sq = np.einsum("ij,ij->i", X, X)
-        return X, sq, None
+        return X, sq, None, shift
     if metric == "correlation":
         X = X - X.mean(axis=1, keepdims=True)
     if sp.issparse(X):
@@ -248,7 +257,7 @@ def _prepare_blas(X, metric):
         X = sp.csr_matrix(sp.diags(scale) @ X)
     else:
         X = X * scale[:, None]
-    return X, None, zero
+    return X, None, zero, None
 
 
 def _select(D, m, self_offset):
@@ -319,8 +328,8 @@ def _recompute(metric, Xq, Xr, cand, zq=None, zr=None, n_jobs=1):
 
 def _blas_knn(query, ref, k, metric, n_jobs, exclude_self):
     """Exact kNN for the BLAS metrics; ``query``/``ref`` as `_prepare_blas` returns them."""
-    Pq, sqq, zq = query
-    Pr, sqr, zr = ref
+    Pq, sqq, zq, _ = query
+    Pr, sqr, zr, _ = ref
     n_q, n_ref = Pq.shape[0], Pr.shape[0]
     n_avail = n_ref - 1 if exclude_self else n_ref
     m = min(n_avail, k + max(4, k // 8))  # a margin against near-ties in the BLAS distances
@@ -566,7 +575,7 @@ class Exact(KNNIndex):
         k = _check_k(k, self.n_samples_fit_, build=False)
         canon = _canonical(self.metric)
         if self.path_ == "blas":
-            return _blas_knn(_prepare_blas(X_new, canon), self._ref, k, canon, self.n_jobs, False)
+            return _blas_knn(_prepare_blas(X_new, canon, self._ref[3]), self._ref, k, canon, self.n_jobs, False)
         if self.path_ == "sklearn":
             distances, indices = self._nn.kneighbors(X_new, n_neighbors=k)
             return _sort_rows(indices, distances)
@@ -585,8 +594,8 @@ class _ApproxIndex(KNNIndex):
         if not callable(self.metric) and canon in self._REFINE and not sp.issparse(Xq) \
                 and not self.metric_params:
             if canon in ("cosine", "correlation"):
-                Pq, _, zq = _prepare_blas(np.asarray(Xq, dtype=np.float64), canon)
-                Pr, _, zr = _prepare_blas(np.asarray(Xr, dtype=np.float64), canon)
+                Pq, _, zq, _ = _prepare_blas(np.asarray(Xq, dtype=np.float64), canon)
+                Pr, _, zr, _ = _prepare_blas(np.asarray(Xr, dtype=np.float64), canon)
                 dist = _recompute(canon, Pq, Pr, ind, zq, zr, self.n_jobs)
             else:
                 dist = _recompute(canon, Xq, Xr, ind, n_jobs=self.n_jobs)
@@ -625,16 +634,16 @@ class PyNNDescent(_ApproxIndex):
         _require("pynndescent", "pynndescent", runtime=True)
         from pynndescent import NNDescent
 
-        X = _check_data(X, accept_sparse=True, dtype=np.float32)
         sparse = sp.issparse(X)
         self._check_metric(sparse)
+        X = _check_data(X, accept_sparse=True)
         k = _check_k(k, X.shape[0], build=True)
         self.n_samples_fit_, self.n_features_in_ = X.shape
         n = X.shape[0]
         n_jobs = effective_n_jobs(self.n_jobs)
         with thread_limit(n_jobs):
             self._index = NNDescent(
-                X, metric=self._pynn_metric(sparse), metric_kwds=self.metric_params,
+                X.astype(np.float32), metric=self._pynn_metric(sparse), metric_kwds=self.metric_params,
                 n_neighbors=min(n, k + 1), random_state=np.random.RandomState(_seed(self.random_state)),
                 n_jobs=n_jobs, low_memory=True, compressed=False, verbose=False,
                 n_trees=self.n_trees if self.n_trees is not None else min(64, 5 + int(round(n ** 0.5 / 20.0))),
@@ -649,10 +658,9 @@ class PyNNDescent(_ApproxIndex):
     def query(self, X_new, k):
         self._check_fitted()
         X_new = self._check_query(X_new)
-        X_new = X_new.astype(np.float32) if not sp.issparse(X_new) else X_new.astype(np.float32)
         k = _check_k(k, self.n_samples_fit_, build=False)
         with thread_limit(self.n_jobs):
-            indices, distances = self._index.query(X_new, k=k)
+            indices, distances = self._index.query(X_new.astype(np.float32), k=k)
         return self._refine(X_new, self._ref, indices.astype(np.int64), distances.astype(np.float64))
 
 
@@ -702,6 +710,7 @@ class Annoy(_ApproxIndex):
 
     def build(self, X, k):
         annoy = _require("annoy", "annoy")
+        self._check_metric(sp.issparse(X))
         X = _check_data(X, accept_sparse=False)
         if self.metric_params:
             raise ValueError("The 'annoy' index takes no metric_params; use neighbors='exact' or 'pynndescent'.")
@@ -839,6 +848,7 @@ class HNSW(_ApproxIndex):
 
     def build(self, X, k):
         hnswlib = _require("hnswlib", "hnsw")
+        self._check_metric(sp.issparse(X))
         X = _check_data(X, accept_sparse=False)
         if self.metric_params:
             raise ValueError("The 'hnsw' index takes no metric_params; use neighbors='exact' or 'pynndescent'.")
