@@ -536,31 +536,40 @@ class Exact(KNNIndex):
             return "sklearn"
         return "numba"
 
-    def build(self, X, k):
+    def fit(self, X):
+        """Index ``X`` without computing its own neighbour lists (for ``query`` only)."""
         X = _check_data(X, accept_sparse=True)
         sparse = sp.issparse(X)
         self._check_metric(sparse)
-        k = _check_k(k, X.shape[0], build=True)
         self.n_samples_fit_, self.n_features_in_ = X.shape
         self.path_ = self._path(sparse)
         canon = _canonical(self.metric)
         if self.path_ == "blas":
             self._ref = _prepare_blas(X, canon)
-            return _blas_knn(self._ref, self._ref, k, canon, self.n_jobs, True)
-        if self.path_ == "sklearn":
+        elif self.path_ == "sklearn":
             from sklearn.neighbors import NearestNeighbors
 
             metric = self.metric if callable(self.metric) or self.metric in _sklearn_metrics(sparse) else canon
             params = self._params
             p = params.pop("p", 2)  # scikit-learn wants minkowski's p as its own argument
             self._nn = NearestNeighbors(
-                n_neighbors=k, algorithm="brute", metric=metric, p=p,
+                algorithm="brute", metric=metric, p=p,
                 metric_params=params or None, n_jobs=effective_n_jobs(self.n_jobs),
             ).fit(X)
+        else:
+            self._ref = X
+        return self
+
+    def build(self, X, k):
+        self.fit(X)
+        k = _check_k(k, self.n_samples_fit_, build=True)
+        if self.path_ == "blas":
+            return _blas_knn(self._ref, self._ref, k, _canonical(self.metric), self.n_jobs, True)
+        if self.path_ == "sklearn":
             distances, indices = self._nn.kneighbors(n_neighbors=k)  # self excluded by index
             return _sort_rows(indices, distances)
-        self._ref = X
-        return _numba_knn(X, X, k, self._numba_dist(), tuple(self._params.values()), self.n_jobs, True)
+        return _numba_knn(self._ref, self._ref, k, self._numba_dist(), tuple(self._params.values()),
+                          self.n_jobs, True)
 
     def _numba_dist(self):
         if callable(self.metric):
@@ -821,7 +830,7 @@ class HNSW(_ApproxIndex):
     _METRICS = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "cosine", "correlation": "cosine"}
 
     def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
-                 M=16, ef_construction=200, ef=None):
+                 M=16, ef_construction=100, ef=None):
         super().__init__(metric, metric_params, n_jobs, random_state)
         self.M = M
         self.ef_construction = ef_construction
