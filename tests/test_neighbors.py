@@ -1,5 +1,6 @@
 """Nearest-neighbour indexes against a brute-force NumPy/SciPy reference."""
 import importlib.util
+import os
 import pickle
 import sys
 
@@ -177,6 +178,24 @@ def test_sparse_exact_equals_dense(metric):
     np.testing.assert_allclose(qd, _exact_query(X, X[:5] * 0.9, k, metric)[1], atol=1e-12)
 
 
+@pytest.mark.skipif(not os.environ.get("TURBOTSNE_SLOW_TESTS"),
+                    reason="compiles pynndescent's sparse kernels (~20 s); set TURBOTSNE_SLOW_TESTS=1")
+def test_sparse_pynndescent_equals_dense():
+    X = sparse_data(n=600, d=30)
+    k = 8
+    ref_ind, ref_dist = Exact("euclidean").build(X, k)
+    index = PyNNDescent("euclidean", n_jobs=2, random_state=0)
+    ind, dist = index.build(sp.csr_matrix(X), k)
+    assert recall(ind, ref_ind) >= 0.95
+    _, _, D = reference_knn(X, X, k, "euclidean", True)
+    np.testing.assert_allclose(np.take_along_axis(D, ind, axis=1), dist, atol=1e-12)
+    Xn = sp.csr_matrix(X[:100] * 0.9)
+    qi, qd = index.query(Xn, k)
+    assert recall(qi, _exact_query(X, X[:100] * 0.9, k, "euclidean")[0]) >= 0.95
+    clone = pickle.loads(pickle.dumps(index))
+    np.testing.assert_array_equal(clone.query(Xn, k)[0], qi)
+
+
 def test_sparse_unsupported_metric_message():
     X = sp.csr_matrix(sparse_data())
     with pytest.raises(ValueError, match="does not support metric='correlation' on sparse input.*pynndescent"):
@@ -328,7 +347,15 @@ def test_auto_and_approx_choice(data_dups):
     assert get_knn_index("approx", pyfunc).choose(5000, False) == "exact"
     ind, _ = auto.build(data_dups, 5)
     assert isinstance(auto.index_, Exact) and ind.shape == (300, 5)
-    assert auto.query(data_dups[:3], 5)[0].shape == (3, 5)
+    q = auto.query(data_dups[:3], 5)
+    assert q[0].shape == (3, 5)
+    clone = pickle.loads(pickle.dumps(auto))
+    np.testing.assert_array_equal(clone.query(data_dups[:3], 5)[0], q[0])
+    if HAVE_HNSW:
+        approx.build(data_dups, 5)
+        assert isinstance(approx.index_, HNSW)
+        clone = pickle.loads(pickle.dumps(approx))
+        np.testing.assert_array_equal(clone.query(data_dups[:3], 5)[0], approx.query(data_dups[:3], 5)[0])
 
 
 def test_unsupported_metric_errors():

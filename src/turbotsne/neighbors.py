@@ -600,11 +600,14 @@ class _ApproxIndex(KNNIndex):
 
     def _refine(self, Xq, Xr, ind, dist):
         canon = _canonical(self.metric)
-        if not callable(self.metric) and canon in self._REFINE and not sp.issparse(Xq) \
-                and not self.metric_params:
+        sparse = sp.issparse(Xq) or sp.issparse(Xr)
+        if not callable(self.metric) and canon in self._REFINE and not self.metric_params \
+                and not (sparse and canon == "correlation"):
+            if not sparse:
+                Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(Xr, dtype=np.float64)
             if canon in ("cosine", "correlation"):
-                Pq, _, zq, _ = _prepare_blas(np.asarray(Xq, dtype=np.float64), canon)
-                Pr, _, zr, _ = _prepare_blas(np.asarray(Xr, dtype=np.float64), canon)
+                Pq, _, zq, _ = _prepare_blas(Xq, canon)
+                Pr, _, zr, _ = _prepare_blas(Xr, canon)
                 dist = _recompute(canon, Pq, Pr, ind, zq, zr, self.n_jobs)
             else:
                 dist = _recompute(canon, Xq, Xr, ind, n_jobs=self.n_jobs)
@@ -612,14 +615,19 @@ class _ApproxIndex(KNNIndex):
 
 
 class PyNNDescent(_ApproxIndex):
-    """pynndescent's NN-descent graph (every pynndescent metric, sparse input)."""
+    """pynndescent's NN-descent graph (every pynndescent metric, sparse input).
+
+    ``epsilon`` is the search slack of ``query`` (pynndescent's default 0.1
+    gave a recall of 0.87 on sparse 30-d test data, 0.2 gives 0.95).
+    """
 
     name = "pynndescent"
     _sparse_ok = True
 
     def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
-                 n_trees=None, n_iters=None, max_candidates=None):
+                 n_trees=None, n_iters=None, max_candidates=None, epsilon=0.2):
         super().__init__(metric, metric_params, n_jobs, random_state)
+        self.epsilon = epsilon
         self.n_trees = n_trees
         self.n_iters = n_iters
         self.max_candidates = max_candidates
@@ -669,7 +677,7 @@ class PyNNDescent(_ApproxIndex):
         X_new = self._check_query(X_new)
         k = _check_k(k, self.n_samples_fit_, build=False)
         with thread_limit(self.n_jobs):
-            indices, distances = self._index.query(X_new.astype(np.float32), k=k)
+            indices, distances = self._index.query(X_new.astype(np.float32), k=k, epsilon=self.epsilon)
         return self._refine(X_new, self._ref, indices.astype(np.int64), distances.astype(np.float64))
 
 
