@@ -119,6 +119,25 @@ def test_exact_callable_metric(data_dups):
     assert_same_knn(ind, dist, ref_dist, D)
 
 
+def test_exact_numba_callable_metric(data_dups):
+    import numba
+
+    @numba.njit
+    def chebyshev(a, b):
+        out = 0.0
+        for i in range(a.shape[0]):
+            out = max(out, abs(a[i] - b[i]))
+        return out
+
+    index = get_knn_index("exact", chebyshev, None, 2, 0)
+    ind, dist = index.build(data_dups, 6)
+    assert index.path_ == "numba"
+    _, ref_dist, D = reference_knn(data_dups, data_dups, 6, "chebyshev", True)
+    np.fill_diagonal(D, np.inf)
+    assert_same_knn(ind, dist, ref_dist, D)
+    assert get_knn_index("approx", chebyshev).choose(5000, False) == "pynndescent"
+
+
 def test_exact_euclidean_no_cancellation():
     """Far from the origin, |x|^2 + |y|^2 - 2xy loses every digit; recomputation keeps them."""
     r = np.random.default_rng(3)

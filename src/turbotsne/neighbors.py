@@ -151,15 +151,19 @@ def _seed(random_state):
 # --------------------------------------------------------------------------- #
 # Input checks
 # --------------------------------------------------------------------------- #
-def _check_data(X, *, accept_sparse, dtype=np.float64, name="X"):
+def _check_array(X, **kw):
     from sklearn.utils import check_array
 
+    try:
+        return check_array(X, ensure_all_finite=True, **kw)
+    except TypeError:  # scikit-learn < 1.6 calls it force_all_finite
+        return check_array(X, force_all_finite=True, **kw)
+
+
+def _check_data(X, *, accept_sparse, dtype=np.float64, name="X"):
     if sp.issparse(X) and not accept_sparse:
         raise ValueError(f"{name} is sparse but this index needs dense input.")
-    return check_array(
-        X, accept_sparse="csr" if accept_sparse else False, dtype=dtype,
-        ensure_all_finite=True, input_name=name, ensure_min_samples=1,
-    )
+    return _check_array(X, accept_sparse="csr" if accept_sparse else False, dtype=dtype, input_name=name)
 
 
 def _check_k(k, n_ref, *, build):
@@ -937,9 +941,7 @@ class Precomputed(KNNIndex):
 
     @staticmethod
     def _check_distances(D, name):
-        from sklearn.utils import check_array
-
-        D = check_array(D, accept_sparse="csr", dtype=np.float64, ensure_all_finite=True, input_name=name)
+        D = _check_array(D, accept_sparse="csr", dtype=np.float64, input_name=name)
         values = D.data if sp.issparse(D) else D
         if values.size and values.min() < 0:
             raise ValueError(f"Precomputed distances in {name} must be non-negative; found {values.min():g}.")
