@@ -88,3 +88,14 @@ def conditional_probabilities(sq_distances, perplexity, tol=1e-5, max_iter=100):
                 beta = beta / 2.0 if lo == -np.inf else (beta + lo) / 2.0
         P[i] = p
     return P
+
+
+def reference_repulsion(Y, R, dof=1.0):
+    """Return (r, z) of new points Y repelled by the fixed reference R: per-point
+    ``r_i = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and ``z_i = sum_j w_ij``."""
+    Y = np.asarray(Y, dtype=np.float64)
+    R = np.asarray(R, dtype=np.float64)
+    diff = Y[:, None, :] - R[None, :, :]
+    d2 = np.einsum("ijk,ijk->ij", diff, diff)
+    w = kernel(d2, dof)
+    return np.einsum("ij,ijk->ik", w ** ((dof + 1.0) / dof), diff), w.sum(axis=1)

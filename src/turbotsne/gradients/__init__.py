@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .attractive import attractive_forces, entropy_term
-from .exact import ExactRepulsion, exact_dense_gradient
+from .exact import ExactReferenceRepulsion, ExactRepulsion, exact_dense_gradient
 
 #: accepted names of each method (openTSNE's aliases plus "exact").
 ALIASES = {
@@ -123,6 +123,29 @@ def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_inter
 
 #: below this many points "auto" picks Barnes-Hut, from it on FFT interpolation (1-D and 2-D).
 AUTO_FFT_FROM = 10_000
+
+
+def make_reference_repulsion(method, reference, *, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
+                             ints_in_interval=1, n_jobs=1):
+    """Repulsion of new points by a fixed ``reference`` embedding, for transform.
+
+    Returns a callable ``(Y_new, dof, out, z) -> None`` writing per new point
+    ``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and ``z[i] = sum_j w_ij``
+    (each new point has its own normaliser: new points do not interact).
+    """
+    if method == "auto":
+        method = resolve_auto(reference.shape[0], reference.shape[1])
+    if method == "exact" or (method == "bh" and theta == 0):
+        return ExactReferenceRepulsion(reference)
+    if method == "bh":
+        from .barnes_hut import BarnesHutReferenceRepulsion
+
+        return BarnesHutReferenceRepulsion(reference, theta)
+    if method == "fft":
+        from .fft import FFTReferenceRepulsion
+
+        return FFTReferenceRepulsion(reference, n_interpolation_points, min_num_intervals, ints_in_interval, n_jobs)
+    raise ValueError(f"Unknown repulsion method {method!r}.")
 
 
 def resolve_auto(n_samples, n_components) -> str:

@@ -112,3 +112,50 @@ class ExactRepulsion:
         if self._row_z is None or self._row_z.shape[0] != n:
             self._row_z = np.empty(n, dtype=np.float64)
         return exact_repulsion(Y, float(dof), out, self._row_z)
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def exact_reference_repulsion(Y, R, dof, out, z):
+    """Repulsion of new points ``Y`` by a fixed reference ``R`` (no self pairs).
+
+    Writes ``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and
+    ``z[i] = sum_j w_ij`` over all reference points ``j``.
+    """
+    n, d = Y.shape
+    m = R.shape[0]
+    unit_dof = dof == 1.0
+    for i in numba.prange(n):
+        for k in range(d):
+            out[i, k] = 0.0
+        zi = 0.0
+        for j in range(m):
+            d2 = 0.0
+            for k in range(d):
+                t = Y[i, k] - R[j, k]
+                d2 += t * t
+            if unit_dof:
+                w = 1.0 / (1.0 + d2)
+                f = w * w
+            else:
+                base = 1.0 + d2 / dof
+                w = base ** (-dof)
+                f = w / base
+            zi += w
+            for k in range(d):
+                out[i, k] += f * (Y[i, k] - R[j, k])
+        z[i] = zi
+
+
+class ExactReferenceRepulsion:
+    """Repulsion of new points by a fixed reference embedding, over all pairs.
+
+    A callable ``(Y_new, dof, out, z) -> None``; see :func:`exact_reference_repulsion`.
+    """
+
+    name = "exact"
+
+    def __init__(self, reference):
+        self.reference = np.ascontiguousarray(reference, dtype=np.float64)
+
+    def __call__(self, Y, dof, out, z):
+        exact_reference_repulsion(Y, self.reference, float(dof), out, z)
