@@ -43,24 +43,7 @@ def _small_tsne():
 
 
 # Checks that do not apply to t-SNE, each with its reason.
-EXPECTED_FAILED = {
-    "check_transformer_general": "transform() of new points is built in the embedding-API issue",
-    "check_transformer_data_not_an_array": "transform() of new points is built in the embedding-API issue",
-    "check_transformer_preserve_dtypes": "transform() of new points is built in the embedding-API issue",
-    "check_methods_sample_order_invariance": "transform() of new points is built in the embedding-API issue",
-    "check_methods_subset_invariance": "transform() of new points is built in the embedding-API issue",
-    "check_fit_idempotent": "transform() of new points is built in the embedding-API issue",
-    "check_dtype_object": "transform() of new points is built in the embedding-API issue",
-    "check_set_output_transform": "transform() of new points is built in the embedding-API issue",
-    "check_global_output_transform_pandas": "transform() of new points is built in the embedding-API issue",
-    "check_global_set_output_transform_polars": "transform() of new points is built in the embedding-API issue",
-    "check_set_output_transform_pandas": "transform() of new points is built in the embedding-API issue",
-    "check_set_output_transform_polars": "transform() of new points is built in the embedding-API issue",
-    "check_dict_unchanged": "transform() of new points is built in the embedding-API issue",
-    "check_estimators_dtypes": "transform() of new points is built in the embedding-API issue",
-    "check_estimators_pickle": "transform() of new points is built in the embedding-API issue",
-    "check_f_contiguous_array_estimator": "transform() of new points is built in the embedding-API issue",
-}
+EXPECTED_FAILED = {}
 
 
 @parametrize_with_checks([_small_tsne()], expected_failed_checks=lambda est: EXPECTED_FAILED)

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._config import FASTMATH, thread_limit
-from .neighbors import get_knn_index
+from ._validation import check_scalar
+from .neighbors import Exact, get_knn_index
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,12 @@ _MACHINE_EPSILON = np.finfo(np.double).eps
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, out):
+def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, out, betas):
     """Conditional probabilities ``p_{j|i}`` row by row (each thread owns rows).
 
     ``sq_distances`` is ``(n, k)``; when ``skip_self`` the matrix is square and
-    its diagonal is left out (scikit-learn's dense exact path).
+    its diagonal is left out (scikit-learn's dense exact path). ``betas[i]``
+    receives the precision found for row ``i``.
     """
     n, k = sq_distances.shape
     target = np.log(perplexity)
@@ -74,15 +76,18 @@ def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, ou
                     beta /= 2.0
                 else:
                     beta = (beta + beta_min) / 2.0
+        betas[i] = beta
 
 
-def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jobs=1):
-    """Row-normalised Gaussian conditionals of ``sq_distances`` at ``perplexity``."""
+def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jobs=1, return_betas=False):
+    """Row-normalised Gaussian conditionals of ``sq_distances`` at ``perplexity``
+    (and, with ``return_betas``, the precision of each row)."""
     D = np.ascontiguousarray(sq_distances, dtype=np.float64)
     out = np.empty_like(D)
+    betas = np.empty(D.shape[0])
     with thread_limit(n_jobs):
-        _perplexity_bisection(D, bool(skip_self), float(perplexity), _PERPLEXITY_TOLERANCE, 100, out)
-    return out
+        _perplexity_bisection(D, bool(skip_self), float(perplexity), _PERPLEXITY_TOLERANCE, 100, out, betas)
+    return (out, betas) if return_betas else out
 
 
 def symmetrize(conditional, indices, n_samples=None):
@@ -116,7 +121,7 @@ def joint_probabilities_dense(sq_distances, perplexity, *, n_jobs=1):
 def check_perplexity(perplexity, n_samples):
     """Reduce a perplexity too large for ``n_samples`` (with a warning), as openTSNE does."""
     if n_samples - 1 < 3 * perplexity:
-        new = (n_samples - 1) / 3
+        new = max((n_samples - 1) / 3, 1e-3)
         warnings.warn(
             f"Perplexity value {perplexity} is too high for {n_samples} samples; "
             f"using perplexity {new:.2f} instead.",
@@ -126,49 +131,213 @@ def check_perplexity(perplexity, n_samples):
     return perplexity
 
 
+def _check_positive(value, name, owner):
+    return check_scalar(value, name, owner, float, low=0.0)
+
+
+def _rows_to_csr(values, indices, n_cols):
+    n, k = values.shape
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+    P = sp.csr_matrix((values.ravel(), np.asarray(indices, dtype=np.int64).ravel(), indptr), shape=(n, n_cols))
+    P.sum_duplicates()
+    P.sort_indices()
+    return P
+
+
 class Affinities:
-    """Base class: holds ``P`` and knows how to relate new points to the reference."""
+    """Base class of the input-space affinities.
+
+    Subclasses set ``P`` (symmetric CSR that sums to 1, or a dense ndarray for
+    :class:`PerplexityBasedDense`) and, where they can relate new points to the
+    reference, implement :meth:`to_new`.
+    """
 
     P = None
 
-    def to_new(self, X_new, **kwargs):  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} cannot relate new points to the reference.")
+    @property
+    def n_samples(self):
+        return self.P.shape[0]
+
+    def to_new(self, data, k=None, return_distances=False, **kwargs):
+        """Affinities of new points to the reference: a CSR ``(n_new, n_ref)`` with rows summing to 1.
+
+        With ``return_distances``, also the ``(indices, distances)`` of the
+        queried neighbours (used to place the new points).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot relate new points to the reference data; "
+            "use a neighbour-based affinity class (e.g. PerplexityBasedNN) to embed new points.")
 
 
-class PerplexityBasedNN(Affinities):
+class _NeighborAffinities(Affinities):
+    """Shared machinery: a kNN index over the reference, queried again for new points.
+
+    Subclasses define ``_conditional(sq_distances, **params)`` that maps the
+    squared neighbour distances of each point to row-normalised conditional
+    probabilities, and ``_k(n)``, the neighbours each point needs.
+    """
+
+    def _build(self, data, method, metric, metric_params, n_jobs, random_state, knn_index, k):
+        self.n_jobs = n_jobs
+        self.knn_index = knn_index if knn_index is not None else get_knn_index(
+            method, metric=metric, metric_params=metric_params, n_jobs=n_jobs, random_state=random_state)
+        log.info("Finding %d nearest neighbours of %d points", k, data.shape[0])
+        self.indices, self.distances = self.knn_index.build(data, k)
+        log.info("Computing affinities")
+        cond = self._conditional(np.square(self.distances), **self._params())
+        self.P = symmetrize(cond, self.indices)
+
+    def _params(self):
+        return {}
+
+    def to_new(self, data, k=None, return_distances=False, **params):
+        """Affinities of new points to the reference (rows sum to 1; not symmetrised).
+
+        ``params`` override the class's kernel parameters (e.g. ``perplexity``);
+        ``k`` neighbours are queried (default: as many as the kernel needs).
+        """
+        params = {**self._params(), **params}
+        n_ref = self.n_samples
+        need = min(n_ref, self._k_for(params))
+        k_query = need if k is None else max(need, min(int(k), n_ref))
+        indices, distances = self.knn_index.query(data, k_query)
+        cond = self._conditional(np.square(distances[:, :need]), **params)
+        P = _rows_to_csr(cond, indices[:, :need], n_ref)
+        if return_distances:
+            return P, indices, distances
+        return P
+
+
+class PerplexityBasedNN(_NeighborAffinities):
     """Gaussian affinities on the ``k = min(N - 1, 3 * perplexity)`` nearest neighbours.
 
-    Parameters follow openTSNE's ``PerplexityBasedNN``.
+    Parameters follow openTSNE's ``PerplexityBasedNN``: ``perplexity``,
+    ``method`` (the ``neighbors`` choice or a :class:`~turbotsne.neighbors.KNNIndex`),
+    ``metric``, ``metric_params``, ``n_jobs``, ``random_state``,
+    ``k_neighbors`` ("auto" = 3 * perplexity) and ``knn_index`` (reuse a built index).
     """
 
     def __init__(self, data, perplexity=30, method="auto", metric="euclidean", metric_params=None,
                  n_jobs=1, random_state=None, k_neighbors="auto", knn_index=None, verbose=False):
         n = data.shape[0]
+        _check_positive(perplexity, "perplexity", type(self).__name__)
         self.perplexity = check_perplexity(perplexity, n)
-        k = min(n - 1, int(3 * self.perplexity)) if k_neighbors == "auto" else int(k_neighbors)
-        self.n_jobs = n_jobs
-        self.knn_index = knn_index if knn_index is not None else get_knn_index(
-            method, metric=metric, metric_params=metric_params, n_jobs=n_jobs, random_state=random_state)
-        log.info("Finding %d nearest neighbours of %d points", k, n)
-        self.indices, self.distances = self.knn_index.build(data, k)
-        log.info("Computing perplexity-based affinities")
-        self.P = joint_probabilities_nn(self.indices, self.distances, self.perplexity, n_jobs=n_jobs)
+        if k_neighbors == "auto":
+            k = min(n - 1, int(3 * self.perplexity))
+        else:
+            k = min(n - 1, check_scalar(k_neighbors, "k_neighbors", type(self).__name__, int, low=1,
+                                        closed="left", options=("auto",)))
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+
+    def _params(self):
+        return {"perplexity": self.perplexity}
+
+    @staticmethod
+    def _k_for(params):
+        return max(1, int(3 * params["perplexity"]))
+
+    def _conditional(self, sq_distances, perplexity):
+        return conditional_probabilities(sq_distances, perplexity, n_jobs=self.n_jobs)
+
+
+class FixedSigmaNN(_NeighborAffinities):
+    """Gaussian affinities with one bandwidth ``sigma`` for every point, on ``k`` neighbours:
+    ``p_{j|i} ∝ exp(-d_ij^2 / (2 sigma^2))``."""
+
+    def __init__(self, data, sigma, k=30, method="auto", metric="euclidean", metric_params=None,
+                 n_jobs=1, random_state=None, knn_index=None, verbose=False):
+        self.sigma = _check_positive(sigma, "sigma", "FixedSigmaNN")
+        self.k = check_scalar(k, "k", "FixedSigmaNN", int, low=1, closed="left")
+        k = min(data.shape[0] - 1, self.k)
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+
+    def _params(self):
+        return {"sigma": self.sigma}
+
+    def _k_for(self, params):
+        return self.k
+
+    def _conditional(self, sq_distances, sigma):
+        W = np.exp(-(sq_distances - sq_distances[:, :1]) / (2.0 * sigma ** 2))  # shift: no underflow to 0/0
+        return W / W.sum(axis=1, keepdims=True)
+
+
+class Uniform(_NeighborAffinities):
+    """Uniform affinities: ``p_{j|i} = 1 / k`` over the ``k_neighbors`` nearest neighbours."""
+
+    def __init__(self, data, k_neighbors=30, method="auto", metric="euclidean", metric_params=None,
+                 n_jobs=1, random_state=None, knn_index=None, verbose=False):
+        self.k_neighbors = check_scalar(k_neighbors, "k_neighbors", "Uniform", int, low=1, closed="left")
+        k = min(data.shape[0] - 1, self.k_neighbors)
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+
+    def _k_for(self, params):
+        return self.k_neighbors
+
+    def _conditional(self, sq_distances):
+        return np.full(sq_distances.shape, 1.0 / sq_distances.shape[1])
+
+
+class MultiscaleMixture(_NeighborAffinities):
+    """Gaussian-mixture kernel (Lee et al. 2015): per point, one precision per perplexity
+    (each found by bisection), ``p_{j|i} ∝ sum_h exp(-beta_h d_ij^2)``, on
+    ``3 * max(perplexities)`` neighbours."""
+
+    def __init__(self, data, perplexities, method="auto", metric="euclidean", metric_params=None,
+                 n_jobs=1, random_state=None, knn_index=None, verbose=False):
+        n = data.shape[0]
+        owner = type(self).__name__
+        perplexities = np.atleast_1d(np.asarray(perplexities, dtype=np.float64))
+        if perplexities.size == 0 or not np.all(perplexities > 0):
+            raise ValueError(f"The 'perplexities' parameter of {owner} must be a non-empty list of positive floats. "
+                             f"Got {perplexities.tolist()!r} instead.")
+        self.perplexities = [check_perplexity(float(p), n) for p in perplexities]
+        k = min(n - 1, int(3 * max(self.perplexities)))
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+
+    def _params(self):
+        return {"perplexities": self.perplexities}
+
+    @staticmethod
+    def _k_for(params):
+        return max(1, int(3 * max(params["perplexities"])))
+
+    def _conditional(self, sq_distances, perplexities):
+        # log sum_h exp(-beta_h d^2) per entry (log-sum-exp: no underflow), then row-normalised
+        logs = np.stack([-conditional_probabilities(sq_distances, p, n_jobs=self.n_jobs, return_betas=True)[1][:, None]
+                         * sq_distances for p in perplexities])
+        top = logs.max(axis=0)
+        log_mix = top + np.log(np.exp(logs - top).sum(axis=0))
+        mix = np.exp(log_mix - log_mix.max(axis=1, keepdims=True))
+        return mix / mix.sum(axis=1, keepdims=True)
+
+
+class Multiscale(MultiscaleMixture):
+    """Multiscale affinities (openTSNE's ``Multiscale``): the average of the single-scale
+    normalised conditionals, one per perplexity."""
+
+    def _conditional(self, sq_distances, perplexities):
+        conds = [conditional_probabilities(sq_distances, p, n_jobs=self.n_jobs) for p in perplexities]
+        return sum(conds) / len(conds)
 
 
 class PerplexityBasedDense(Affinities):
     """Gaussian affinities over all pairs (dense P): scikit-learn's exact method.
 
-    ``O(N^2)`` memory; used by ``negative_gradient_method="exact"``.
+    ``O(N^2)`` memory; used by ``negative_gradient_method="exact"``. New
+    points are related to the reference through an exact kNN index over the
+    stored reference data (``3 * perplexity`` neighbours, as the sparse path).
     """
 
     def __init__(self, data, perplexity=30, metric="euclidean", metric_params=None, n_jobs=1):
         from sklearn.metrics import pairwise_distances
 
-        # pairwise_distances is not split over jobs: its chunking would make P depend on n_jobs.
-
         n = data.shape[0]
+        _check_positive(perplexity, "perplexity", type(self).__name__)
         self.perplexity = check_perplexity(perplexity, n)
         self.n_jobs = n_jobs
+        self.metric, self.metric_params = metric, metric_params
+        # pairwise_distances is not split over jobs: its chunking would make P depend on n_jobs.
         if metric == "precomputed":
             D = np.asarray(data, dtype=np.float64) ** 2
         elif metric == "euclidean":
@@ -176,3 +345,46 @@ class PerplexityBasedDense(Affinities):
         else:
             D = pairwise_distances(data, metric=metric, **(metric_params or {})) ** 2
         self.P = joint_probabilities_dense(D, self.perplexity, n_jobs=n_jobs)
+        self.knn_index = None if metric == "precomputed" else Exact(
+            metric=metric, metric_params=metric_params, n_jobs=n_jobs).fit(data)
+
+    def to_new(self, data, k=None, return_distances=False, perplexity=None):
+        if self.knn_index is None:
+            raise ValueError("New points cannot be related to a reference given as precomputed distances.")
+        perplexity = self.perplexity if perplexity is None else perplexity
+        return PerplexityBasedNN.to_new(self, data, k=k, return_distances=return_distances,
+                                        perplexity=perplexity)
+
+    _k_for = staticmethod(PerplexityBasedNN._k_for)
+
+    def _params(self):
+        return {"perplexity": self.perplexity}
+
+    def _conditional(self, sq_distances, perplexity):
+        return conditional_probabilities(sq_distances, perplexity, n_jobs=self.n_jobs)
+
+
+class PrecomputedAffinities(Affinities):
+    """User-given affinities: a square, symmetric, non-negative (sparse) matrix.
+
+    With ``normalize`` (default) it is scaled to sum 1. New points cannot be
+    related to it.
+    """
+
+    def __init__(self, affinities, normalize=True):
+        P = sp.csr_matrix(affinities, dtype=np.float64)
+        if P.shape[0] != P.shape[1]:
+            raise ValueError(f"The 'affinities' matrix must be square; got shape {P.shape}.")
+        if P.nnz and (not np.all(np.isfinite(P.data)) or P.data.min() < 0):
+            raise ValueError("The 'affinities' matrix must contain finite, non-negative values.")
+        if abs(P - P.T).max() > 1e-8 * max(P.data.max() if P.nnz else 0.0, 1e-300):
+            raise ValueError("The 'affinities' matrix must be symmetric; symmetrise it with (P + P.T) / 2.")
+        P.setdiag(0)
+        P.eliminate_zeros()
+        P.sort_indices()
+        if normalize:
+            total = P.data.sum()
+            if total <= 0:
+                raise ValueError("The 'affinities' matrix has no positive off-diagonal entry.")
+            P.data /= total
+        self.P = P

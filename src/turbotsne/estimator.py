@@ -133,7 +133,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         check_scalar(self.min_grad_norm, "min_grad_norm", o, float, low=0.0, closed="left", allow_none=True)
 
     def _check_X(self, X, reset):
-        kwargs = dict(accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=2)
+        kwargs = dict(accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=2 if reset else 1)
         if _validate_data is not None:
             X = _validate_data(self, X, reset=reset, **kwargs)
         else:  # pragma: no cover
@@ -218,13 +218,22 @@ class TSNE(TransformerMixin, BaseEstimator):
         return initialization.random(n, d, random_state=random_state)
 
     def transform(self, X, *args, **kwargs):
-        """Embed new points into the fitted embedding (see ``TSNEEmbedding.transform``)."""
+        """Embed new points into the fitted embedding; the reference stays fixed.
+
+        Extra arguments go to :meth:`turbotsne.TSNEEmbedding.transform`
+        (``perplexity=5``, ``initialization="median"``, ``k=25``,
+        ``learning_rate=0.1``, ``exaggeration=1.5``, ``n_iter=250``, ...).
+
+        Returns
+        -------
+        ndarray of shape (n_new, n_components)
+        """
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "embedding_")
-        self._check_X(X, reset=False)
-        raise NotImplementedError(
-            "TSNE.transform (embedding new points) is not available yet in this version of turbotsne.")
+        X = self._check_X(X, reset=False)
+        kwargs.setdefault("n_jobs", self.n_jobs)
+        return np.array(self.tsne_embedding_.transform(X, *args, **kwargs).embedding)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -62,7 +62,8 @@ class SparseGradient:
 
     def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
         rep, log_w = self._scratch(Y)
-        attractive_forces(P.indptr, P.indices, P.data, Y, float(dof), float(exaggeration), out, log_w)
+        attractive_forces(P.indptr, P.indices, P.data, Y, Y, float(dof), float(exaggeration), out, log_w,
+                          bool(compute_kl))
         Z = self.repulsion(Y, float(dof), rep)
         out -= rep * (1.0 / Z)
         if not compute_kl:
@@ -87,12 +88,46 @@ class DenseExactGradient:
         if self._buffers is None or self._buffers[0].shape != (n, d):
             self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
         rep, row_z, row_log = self._buffers
-        Z = exact_dense_gradient(P, Y, float(dof), float(exaggeration), out, rep, row_z, row_log)
+        Z = exact_dense_gradient(P, Y, float(dof), float(exaggeration), out, rep, row_z, row_log, bool(compute_kl))
         if not compute_kl:
             return None
         if self._P_id is not id(P):
             self._entropy, self._P_id = entropy_term(P.ravel()), id(P)
         return float(self._entropy - row_log.sum() + np.log(Z) * P.sum())
+
+
+class PartialGradient:
+    """Gradient of new points against a fixed reference embedding (transform).
+
+    P is ``(n_new, n_ref)`` with rows summing to 1; each new point has its own
+    normaliser ``z_i`` (new points do not interact, so the result for a point
+    does not depend on which other points are transformed with it). The KL
+    returned is the mean over new points of ``KL(p_i || q_i)``.
+    """
+
+    def __init__(self, reference, repulsion):
+        self.reference = np.ascontiguousarray(reference, dtype=np.float64)
+        self.repulsion = repulsion
+        self.name = getattr(repulsion, "name", type(repulsion).__name__)
+        self._buffers = None
+        self._entropy = None
+        self._P_id = None
+
+    def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
+        n, d = Y.shape
+        if self._buffers is None or self._buffers[0].shape != (n, d):
+            self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
+        rep, z, log_w = self._buffers
+        attractive_forces(P.indptr, P.indices, P.data, Y, self.reference, float(dof), float(exaggeration),
+                          out, log_w, bool(compute_kl))
+        self.repulsion(Y, float(dof), rep, z)
+        out -= rep / z[:, None]
+        if not compute_kl:
+            return None
+        if self._P_id is not id(P):
+            row_sums = np.asarray(P.sum(axis=1)).ravel()
+            self._entropy, self._row_sums, self._P_id = entropy_term(P.data), row_sums, id(P)
+        return float((self._entropy - log_w.sum() + np.dot(self._row_sums, np.log(z))) / n)
 
 
 def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
@@ -137,6 +172,9 @@ def make_reference_repulsion(method, reference, *, theta=0.5, n_interpolation_po
         method = resolve_auto(reference.shape[0], reference.shape[1])
     if method == "exact" or (method == "bh" and theta == 0):
         return ExactReferenceRepulsion(reference)
+    if reference.shape[1] > 3:
+        raise ValueError(f"negative_gradient_method={method!r} supports at most 3 embedding dimensions; got "
+                         f"{reference.shape[1]}. Use negative_gradient_method='exact' instead.")
     if method == "bh":
         from .barnes_hut import BarnesHutReferenceRepulsion
 

@@ -49,12 +49,13 @@ def exact_repulsion(Y, dof, out, row_z):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log):
+def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with_kl):
     """Fused attraction and repulsion for a dense, symmetric P (sum 1).
 
     Writes the full gradient into ``out`` (``rep`` is scratch of the same
-    shape); ``row_z`` and ``row_log`` receive per-row sums of ``w_ij`` and of
-    ``p_ij log w_ij``. Returns ``Z``.
+    shape); ``row_z`` and ``row_log`` receive per-row sums of ``w_ij`` and, when
+    ``with_kl``, of ``p_ij log w_ij`` (a log per pair: only on KL iterations).
+    Returns ``Z``.
     """
     n, d = Y.shape
     unit_dof = dof == 1.0
@@ -74,12 +75,12 @@ def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log):
             if unit_dof:
                 w_inv = 1.0 / (1.0 + d2)
                 w = w_inv
-                lw += P[i, j] * np.log(w)
             else:
                 base = 1.0 + d2 / dof
                 w_inv = 1.0 / base
                 w = base ** (-dof)
-                lw -= P[i, j] * dof * np.log(base)
+            if with_kl:
+                lw += P[i, j] * np.log(w)
             z += w
             a = exaggeration * P[i, j] * w_inv
             r = w * w_inv

@@ -1,0 +1,167 @@
+"""End to end, side by side: turbotsne vs openTSNE (FFT and BH) vs scikit-learn.
+
+    python bench/bench_tsne.py --data mnist70k --impl turbotsne openTSNE-fft --n-jobs 2
+    python bench/bench_tsne.py --data digits --impl turbotsne-exact sklearn-exact --n-jobs 2
+
+Each (implementation, data set) runs in its own fresh process (so that peak
+RSS is its own), one after the other in this invocation, with the same data
+(PCA-50), the same threads and ``random_state=0``; each library is first
+warmed up on a 2,000-point slice in that process (numba compilation, imports),
+and turbotsne's cold start is reported on its own line with ``--cold``.
+Each run prints one JSON line; at the end a table gives every figure and the
+time ratios against the first implementation listed.
+
+Stages: ``affinities_s`` (kNN + P), ``early_s`` (early exaggeration),
+``optimize_s`` (normal regime), ``total_s``. KL is each library's own report
+and ``kl_turbotsne_P``, the KL of the final embedding under turbotsne's P
+(one yardstick for all).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+IMPLS = ["turbotsne", "turbotsne-bh", "turbotsne-fft", "turbotsne-exact", "openTSNE-fft", "openTSNE-bh",
+         "sklearn-bh", "sklearn-exact"]
+
+
+def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter):
+    from turbotsne import PerplexityBasedDense, PerplexityBasedNN, TSNEEmbedding
+    from turbotsne.gradients import canonical_method, resolve_auto
+    from turbotsne.initialization import pca
+
+    method = canonical_method(method)
+    if method == "auto":
+        method = resolve_auto(X.shape[0], 2)
+    t0 = time.perf_counter()
+    if method == "exact":
+        aff = PerplexityBasedDense(X, 30, n_jobs=n_jobs)
+    else:
+        aff = PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=0)
+    t1 = time.perf_counter()
+    emb = TSNEEmbedding(pca(X, 2, random_state=0), aff, negative_gradient_method=method, n_jobs=n_jobs,
+                        random_state=0)
+    emb.optimize(ee_iter, inplace=True, exaggeration=12, momentum=0.8)
+    t2 = time.perf_counter()
+    emb.optimize(n_iter, inplace=True, exaggeration=1, momentum=0.8)
+    t3 = time.perf_counter()
+    return np.asarray(emb).copy(), emb.kl_divergence, (t1 - t0, t2 - t1, t3 - t2)
+
+
+def _run_opentsne(X, method, n_jobs, n_iter, ee_iter):
+    from openTSNE import TSNEEmbedding, affinity, initialization
+
+    t0 = time.perf_counter()
+    aff = affinity.PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=0)
+    t1 = time.perf_counter()
+    emb = TSNEEmbedding(initialization.pca(X, random_state=0), aff, negative_gradient_method=method,
+                        n_jobs=n_jobs, random_state=0)
+    emb = emb.optimize(ee_iter, exaggeration=12, momentum=0.8, inplace=True)
+    t2 = time.perf_counter()
+    emb = emb.optimize(n_iter, exaggeration=1, momentum=0.8, inplace=True)
+    t3 = time.perf_counter()
+    return np.asarray(emb).copy(), float(emb.kl_divergence), (t1 - t0, t2 - t1, t3 - t2)
+
+
+def _run_sklearn(X, method, n_jobs, n_iter, ee_iter):
+    from sklearn.manifold import TSNE
+
+    t0 = time.perf_counter()
+    tsne = TSNE(method=method, n_jobs=n_jobs, random_state=0, init="pca", max_iter=n_iter + ee_iter)
+    Y = tsne.fit_transform(X)
+    return Y, float(tsne.kl_divergence_), (float("nan"), float("nan"), time.perf_counter() - t0)
+
+
+def run_one(impl, X, n_jobs, n_iter, ee_iter):
+    lib, _, method = impl.partition("-")
+    method = method or "auto"
+    fn = {"turbotsne": _run_turbotsne, "openTSNE": _run_opentsne, "sklearn": _run_sklearn}[lib]
+    return fn(X, method, n_jobs, n_iter, ee_iter)
+
+
+def worker(args):
+    X, y = common.load(args.data, args.data_dir)
+    if args.n:
+        X, y = X[: args.n], y[: args.n]
+    if args.warmup:
+        run_one(args.impl, X[:2000], args.n_jobs, 20, 20)
+    Y, kl, (t_aff, t_ee, t_opt) = run_one(args.impl, X, args.n_jobs, args.n_iter, args.ee_iter)
+    rss = common.peak_rss_mb()
+    rec = {"impl": args.impl, "data": args.data, "n": int(X.shape[0]), "n_jobs": args.n_jobs,
+           "warm": bool(args.warmup), "affinities_s": round(t_aff, 2), "early_s": round(t_ee, 2),
+           "optimize_s": round(t_opt, 2), "total_s": round(np.nansum([t_aff, t_ee, t_opt]), 2),
+           "peak_rss_mb": round(rss, 1), "kl": round(kl, 4)}
+    if args.quality:
+        from turbotsne import PerplexityBasedNN
+        from turbotsne.gradients import make_backend
+
+        P = PerplexityBasedNN(X, 30, n_jobs=args.n_jobs, random_state=0).P
+        method = "exact" if X.shape[0] <= 5000 else "fft"
+        rec["kl_turbotsne_P"] = round(make_backend(method, P, n_jobs=args.n_jobs).gradient(
+            np.ascontiguousarray(Y, dtype=np.float64), P, 1.0, 1.0, np.empty((X.shape[0], 2)), True), 4)
+        rec.update(common.quality(X, Y, y, n_jobs=args.n_jobs))
+    common.emit(rec)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="mnist10k", choices=["digits", "mnist10k", "mnist70k", "mnist250k", "mnist1m"])
+    p.add_argument("--data-dir", default=str(common.DEFAULT_DATA))
+    p.add_argument("--impl", nargs="+", default=["turbotsne", "openTSNE-fft", "openTSNE-bh"], choices=IMPLS)
+    p.add_argument("--n", type=int, default=0, help="use only the first N rows")
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--n-iter", type=int, default=500)
+    p.add_argument("--ee-iter", type=int, default=250)
+    p.add_argument("--no-quality", dest="quality", action="store_false")
+    p.add_argument("--cold", action="store_true", help="also time turbotsne's first run in a fresh process")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--warmup", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--impl-one", dest="impl_one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        args.impl = args.impl_one
+        return worker(args)
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.n_jobs), NUMBA_NUM_THREADS=str(max(args.n_jobs, 1)))
+    base = [sys.executable, os.path.abspath(__file__), "--worker", "--data", args.data, "--data-dir",
+            args.data_dir, "--n", str(args.n), "--n-jobs", str(args.n_jobs), "--n-iter", str(args.n_iter),
+            "--ee-iter", str(args.ee_iter)] + ([] if args.quality else ["--no-quality"])
+    runs = [(impl, True) for impl in args.impl]
+    if args.cold:
+        runs.append(("turbotsne", False))
+    records = []
+    for impl, warm in runs:
+        cmd = base + ["--impl-one", impl] + (["--warmup"] if warm else [])
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        if out.returncode != 0 or not lines:
+            print(f"# {impl} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rec = json.loads(lines[-1])
+        print(lines[-1], flush=True)
+        records.append(rec)
+    if not records:
+        return 1
+    ref = records[0]
+    cols = ["affinities_s", "early_s", "optimize_s", "total_s", "peak_rss_mb", "kl", "kl_turbotsne_P",
+            "knn_preservation", "trustworthiness", "knn_accuracy"]
+    print(f"\n{args.data}, n={ref['n']}, n_jobs={args.n_jobs}; ratio = time / time of {ref['impl']}")
+    print("| impl | warm | " + " | ".join(cols) + " | total ratio |")
+    print("|" + "---|" * (len(cols) + 3))
+    for r in records:
+        vals = " | ".join(str(r.get(c, "")) for c in cols)
+        print(f"| {r['impl']} | {r['warm']} | {vals} | {r['total_s'] / ref['total_s']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

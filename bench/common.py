@@ -1,0 +1,100 @@
+"""Shared helpers of the benchmarks: data sets, peak memory, quality figures, JSON lines.
+
+Data sets live in ``../shared/data`` (override with ``--data-dir`` or the
+``TURBOTSNE_DATA`` environment variable): ``digits``, ``mnist10k``, ``mnist70k``,
+and synthetic scale sets ``mnist250k`` / ``mnist1m`` made reproducibly from
+MNIST-70k (recipe in :func:`load`). Every set is reduced to 50 dimensions by
+``PCA(50, svd_solver="full", random_state=0)`` before t-SNE, the same for all
+libraries (``digits`` has 64 features and is used as is).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import sys
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+DEFAULT_DATA = pathlib.Path(os.environ.get("TURBOTSNE_DATA", HERE.parent.parent / "shared" / "data"))
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far, in MB (Linux: ru_maxrss is in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def pca50(X):
+    from sklearn.decomposition import PCA
+
+    return PCA(50, svd_solver="full", random_state=0).fit_transform(X.astype(np.float64))
+
+
+def load(name, data_dir=DEFAULT_DATA):
+    """Return ``(X, y)`` of a named benchmark set (PCA-50 except digits).
+
+    ``mnist250k`` / ``mnist1m``: the PCA-50 MNIST-70k rows repeated (250,000 /
+    1,000,000 rows, cycling through the 70,000) plus Gaussian noise with
+    standard deviation 0.05 x the per-feature standard deviation, from
+    ``numpy.random.default_rng(0)`` -- every row is distinct and the class
+    structure is MNIST's.
+    """
+    data_dir = pathlib.Path(data_dir)
+    if name == "digits":
+        d = np.load(data_dir / "digits.npz")
+        return d["X"].astype(np.float64), d["y"]
+    if name == "mnist10k":
+        d = np.load(data_dir / "mnist10k_test.npz")
+        return pca50(d["X"]), d["y"]
+    if name in ("mnist70k", "mnist250k", "mnist1m"):
+        cache = data_dir / "mnist70k.npz"
+        d = np.load(cache)
+        X, y = pca50(d["X"]), d["y"]
+        if name == "mnist70k":
+            return X, y
+        n = 250_000 if name == "mnist250k" else 1_000_000
+        rng = np.random.default_rng(0)
+        idx = np.arange(n) % X.shape[0]
+        noise = rng.standard_normal((n, X.shape[1])) * (0.05 * X.std(axis=0))
+        return X[idx] + noise, y[idx]
+    raise ValueError(f"unknown data set {name!r}")
+
+
+def knn_preservation(X, Y, k=10, n_jobs=1, sample=None, seed=0):
+    """Mean fraction of each point's k input-space neighbours that are among its k embedding neighbours."""
+    from turbotsne.neighbors import Exact
+
+    n = X.shape[0]
+    rows = np.arange(n) if sample is None or sample >= n else np.random.default_rng(seed).choice(n, sample, False)
+    ix = Exact(n_jobs=n_jobs).fit(X).query(X[rows], k + 1)[0]
+    iy = Exact(n_jobs=n_jobs).fit(Y).query(Y[rows], k + 1)[0]
+    hits = 0
+    for r, a, b in zip(rows, ix, iy):
+        hits += len((set(a) - {r}) & (set(b) - {r}))
+    return hits / (len(rows) * k)
+
+
+def quality(X, Y, y, *, n_jobs=1, trust_sample=5000, seed=0):
+    """kNN preservation (10), trustworthiness on a subsample, 10-NN accuracy (half/half split)."""
+    from sklearn.manifold import trustworthiness
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    sub = rng.choice(n, min(n, trust_sample), replace=False)
+    perm = rng.permutation(n)
+    half = n // 2
+    knn = KNeighborsClassifier(10, n_jobs=n_jobs).fit(Y[perm[:half]], y[perm[:half]])
+    test = perm[half:][:20000]
+    return {
+        "knn_preservation": round(knn_preservation(X, Y, 10, n_jobs=n_jobs, sample=20000), 4),
+        "trustworthiness": round(float(trustworthiness(X[sub], Y[sub], n_neighbors=10)), 4),
+        "knn_accuracy": round(float(knn.score(Y[test], y[test])), 4),
+    }
+
+
+def emit(record):
+    print(json.dumps(record), flush=True)
+    sys.stdout.flush()
