@@ -74,14 +74,19 @@ import math
 import numba
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 
 from .._config import FASTMATH, effective_n_jobs
+from .exact import exact_reference_repulsion
 
 #: cap on the number of nodes of the zero-padded grid ``(2 M)^d``, per dimension count:
 #: 8192^2 in 2-D (~0.5 GB per complex spectrum), 256^3 in 3-D (~0.3 GB in all).
 MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 24}
 #: in 3-D, ``min_num_intervals`` is capped at this value.
 MIN_INTERVALS_3D = 24
+#: :class:`FFTReferenceRepulsion` with ``dof > 1``: new points with no reference point
+#: within about this distance (checked box-wise) are summed exactly (see the class).
+ISOLATION_RADIUS = 1.0
 #: points per parallel block of the per-point kernels (fixed: independent of threads).
 _BLOCK = 256
 #: precision of the node grids, the K2 kernel and their FFTs (the interpolation error,
@@ -263,6 +268,28 @@ def _gather(Y, centre, order, base, weights, offset, phi, out):
                 out[i, k] = (Y[i, k] - centre[k]) * acc[0] - acc[k + 1]
 
 
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _gather_reference(Y, centre, base, weights, offset, phi, out, z):
+    """Potentials of fixed reference charges at new points: ``out[i]`` as in :func:`_gather`
+    and ``z[i] = (K1 * 1)(y_i)`` from ``phi[d + 1]``. Each point writes only its own row."""
+    n, d = Y.shape
+    n_combo = offset.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        acc = np.empty(5)
+        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            for c in range(d + 2):
+                acc[c] = 0.0
+            for t in range(n_combo):
+                node = base[i] + offset[t]
+                w = weights[i, t]
+                for c in range(d + 2):
+                    acc[c] += w * phi[c, node]
+            for k in range(d):
+                out[i, k] = (Y[i, k] - centre[k]) * acc[0] - acc[k + 1]
+            z[i] = acc[d + 1]
+
+
 # ---------------------------------------------------------------------------------------
 # grid choice
 # ---------------------------------------------------------------------------------------
@@ -306,17 +333,138 @@ def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in
 
 
 # ---------------------------------------------------------------------------------------
-# the backend
+# shared helpers
 # ---------------------------------------------------------------------------------------
-class FFTRepulsion:
-    """Repulsion by FFT-accelerated interpolation; a callable ``(Y, dof, out) -> Z``.
+def _check_dims(d):
+    if d not in (1, 2, 3):
+        raise ValueError(
+            "negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
+            f"got {d}. Use negative_gradient_method='bh' or 'exact'."
+        )
 
-    Parameters follow openTSNE: ``n_interpolation_points`` nodes per box and
-    dimension, ``min_num_intervals`` boxes per dimension at least, boxes at most
-    ``ints_in_interval`` wide (3-D: see :func:`grid_size`). ``n_jobs`` is the
-    ``workers`` count of ``scipy.fft``; the numba kernels use the caller's numba
-    thread count.
-    """
+
+def _finite_bounds(Y):
+    """Per-dimension ``(lo, hi)`` of ``Y``; ``ValueError`` on NaN or inf."""
+    lo = Y.min(axis=0)
+    hi = Y.max(axis=0)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise ValueError("The embedding contains NaN or inf; the FFT repulsion needs finite values.")
+    return lo, hi
+
+
+def _cube_extent(lo, hi):
+    """Side of the bounding cube of ``[lo, hi]``, floored away from zero (identical points)."""
+    extent = float(np.max(hi - lo))
+    floor = 1e-10 * max(1.0, float(np.max(np.abs(np.concatenate([lo, hi])))))
+    return max(extent, floor)
+
+
+class _Layout:
+    """Index arithmetic of a grid of ``n_boxes^d`` boxes with ``p^d`` nodes each; the last
+    axis of the node grid is zero-padded to ``2M`` (``M = n_boxes * p``)."""
+
+    def __init__(self, d, n_boxes, p):
+        self.d, self.n_boxes, self.p = d, n_boxes, p
+        self.m_nodes = m = n_boxes * p
+        self.shape = (m,) * (d - 1) + (2 * m,)
+        strides = np.ones(d, dtype=np.int64)
+        for k in range(d - 2, -1, -1):
+            strides[k] = strides[k + 1] * self.shape[k + 1]
+        digits = np.indices((p,) * d).reshape(d, -1).T  # (p^d, d), C order
+        self.strides = strides
+        self.combo = np.ascontiguousarray(digits, dtype=np.int64)
+        self.offset = np.ascontiguousarray(digits @ strides, dtype=np.int64)
+        self.size = int(np.prod(self.shape))
+        self.spec_shape = (2 * m,) * (d - 1) + (m + 1,)
+
+
+class _Interpolation:
+    """Per-point box, flat base node and Lagrange weights of one point set on a grid,
+    plus the stable box order (``order``, ``start``) used for spreading and locality."""
+
+    def __init__(self):
+        self._key = None
+
+    def compute(self, Y, lo, h, layout, denom):
+        n, d = Y.shape
+        key = (n, d, layout.n_boxes, layout.p)
+        if self._key != key:
+            self.box = np.empty(n, dtype=np.int64)
+            self.base = np.empty(n, dtype=np.int64)
+            self.order = np.empty(n, dtype=np.int64)
+            self.weights = np.empty((n, layout.p ** d))
+            self.start = np.empty(layout.n_boxes ** d + 1, dtype=np.int64)
+            self._key = key
+        _interpolation_weights(Y, np.ascontiguousarray(lo, dtype=np.float64), 1.0 / h,
+                               layout.n_boxes, denom, layout.combo, layout.strides,
+                               self.box, self.base, self.weights)
+        _sort_by_box(self.box, layout.n_boxes ** d, self.start, self.order)
+
+
+def _kernel_spectra(d, m_nodes, spacing, dof, workers, k2_dtype):
+    """Compact real spectra of K2 (``k2_dtype``) and K1 (float64), ``((M + 1)^(d-1), M + 1)``:
+    the DCT-I of the ``(M + 1)^d`` kernel values on the node lattice."""
+    size = m_nodes + 1
+    x2 = (np.arange(size) * spacing) ** 2
+    d2 = x2
+    for _ in range(d - 1):
+        d2 = np.add.outer(d2, x2)
+    d2 = d2.reshape(-1)
+    k1 = np.empty(d2.shape[0])  # float64: Z = (Parseval sum) - n cancels
+    k2 = np.empty(d2.shape[0], dtype=k2_dtype)
+    _kernel_values(d2, dof, k1, k2)
+    del d2
+    shape = (size,) * d
+    # DCT-I of the (M+1)^d values == real FFT of the even 2M-periodic extension.
+    khat2 = scipy.fft.dctn(k2.reshape(shape), type=1, workers=workers, overwrite_x=True)
+    khat1 = scipy.fft.dctn(k1.reshape(shape), type=1, workers=workers, overwrite_x=True)
+    return khat2.reshape(-1, size), khat1.reshape(-1, size)
+
+
+def _fft_inplace(view, axis, forward, workers):
+    fn = scipy.fft.fft if forward else scipy.fft.ifft
+    res = fn(view, axis=axis, workers=workers, overwrite_x=True)
+    if not np.shares_memory(res, view):
+        view[...] = res
+
+
+def _forward(channel, spec, layout, workers):
+    """Half spectrum of one zero-padded charge grid into ``spec``, pruned: the last axis is
+    padded in the grid itself; along every other axis only the first M (non-zero) lines
+    are transformed before that axis."""
+    d, m = layout.d, layout.m_nodes
+    half = scipy.fft.rfft(channel.reshape(layout.shape), axis=d - 1, workers=workers)
+    if d == 1:
+        spec[...] = half
+    elif d == 2:
+        spec[:m] = half
+        spec[m:] = 0
+        _fft_inplace(spec, 0, True, workers)
+    else:
+        spec[:m, :m] = half
+        spec[:m, m:] = 0
+        spec[m:] = 0
+        _fft_inplace(spec[:m], 1, True, workers)
+        _fft_inplace(spec, 0, True, workers)
+
+
+def _inverse(spec, layout, workers):
+    """The first ``M^d`` outputs of the inverse transform of ``spec`` (overwritten), flat."""
+    d, m = layout.d, layout.m_nodes
+    if d == 1:
+        res = scipy.fft.irfft(spec, n=2 * m, workers=workers)
+    elif d == 2:
+        _fft_inplace(spec, 0, False, workers)
+        res = scipy.fft.irfft(spec[:m], n=2 * m, axis=1, workers=workers)
+    else:
+        _fft_inplace(spec, 0, False, workers)
+        _fft_inplace(spec[:m], 1, False, workers)
+        res = scipy.fft.irfft(spec[:m, :m], n=2 * m, axis=2, workers=workers)
+    return res.reshape(-1)
+
+
+class _FFTBase:
+    """Parameters, Lagrange constants and the grid rule shared by the FFT backends."""
 
     name = "fft"
 
@@ -346,153 +494,220 @@ class FFTRepulsion:
         nodes = (np.arange(p) + 0.5) / p
         self._denom = np.array([np.prod([nodes[j] - nodes[m] for m in range(p) if m != j])
                                 for j in range(p)], dtype=np.float64)
+        self._layout = None
         self._kernel_key = None
         self._khat = None
-        self._grid_key = None
-        self._point_key = None
 
-    # -- cached buffers --------------------------------------------------------------------
-    def _grid_buffers(self, d, n_boxes):
-        """Node grids with the last axis zero-padded to ``2M`` (the padding stays zero)."""
-        key = (d, n_boxes)
-        if self._grid_key != key:
-            self._grid_key = None
-            p = self.n_interpolation_points
-            m_nodes = n_boxes * p
-            shape = (m_nodes,) * (d - 1) + (2 * m_nodes,)
-            strides = np.ones(d, dtype=np.int64)
-            for k in range(d - 2, -1, -1):
-                strides[k] = strides[k + 1] * shape[k + 1]
-            digits = np.indices((p,) * d).reshape(d, -1).T  # (p^d, d), C order
-            self._strides = strides
-            self._combo = np.ascontiguousarray(digits, dtype=np.int64)
-            self._offset = np.ascontiguousarray(digits @ strides, dtype=np.int64)
-            size = int(np.prod(shape))
-            self._grid = np.zeros((d + 1, size), dtype=_REAL)
-            self._phi = np.empty((d + 1, size), dtype=_REAL)
-            self._spec = np.empty((2 * m_nodes,) * (d - 1) + (m_nodes + 1,), dtype=_COMPLEX)
-            self._start = np.empty(n_boxes ** d + 1, dtype=np.int64)
-            self._grid_key = key
+    def _grid_for(self, lo, hi, d):
+        """``(lo, extent, n_boxes, h)`` of the grid covering the box ``[lo, hi]``."""
+        extent = _cube_extent(lo, hi)
+        n_boxes = grid_size(extent, d, self.n_interpolation_points, self.min_num_intervals,
+                            self.ints_in_interval)
+        return np.ascontiguousarray(lo, dtype=np.float64), extent, n_boxes, extent / n_boxes
 
-    def _point_buffers(self, n, d):
-        key = (n, d)
-        if self._point_key != key:
-            n_combo = self.n_interpolation_points ** d
-            self._box = np.empty(n, dtype=np.int64)
-            self._base = np.empty(n, dtype=np.int64)
-            self._order = np.empty(n, dtype=np.int64)
-            self._weights = np.empty((n, n_combo))
-            self._point_key = key
+    def _get_layout(self, d, n_boxes):
+        lay = self._layout
+        if lay is None or lay.d != d or lay.n_boxes != n_boxes:
+            lay = self._layout = _Layout(d, n_boxes, self.n_interpolation_points)
+        return lay
 
-    def _kernel_spectra(self, d, m_nodes, spacing, dof):
-        """Compact real spectra of K2 (single precision) and K1, ``((M + 1)^(d-1), M + 1)``.
-
-        Cached while the grid size, node spacing and ``dof`` are unchanged.
-        """
-        key = (d, m_nodes, spacing, dof)
+    def _kernel_spectra(self, d, m_nodes, spacing, dof, k2_dtype):
+        """Cached while the grid size, node spacing, ``dof`` and precision are unchanged."""
+        key = (d, m_nodes, spacing, dof, np.dtype(k2_dtype))
         if self._kernel_key != key:
-            self._kernel_key = None
-            size = m_nodes + 1
-            x2 = (np.arange(size) * spacing) ** 2
-            d2 = x2
-            for _ in range(d - 1):
-                d2 = np.add.outer(d2, x2)
-            d2 = d2.reshape(-1)
-            k1 = np.empty(d2.shape[0])  # float64: Z = (Parseval sum) - n cancels
-            k2 = np.empty(d2.shape[0], dtype=_REAL)
-            _kernel_values(d2, dof, k1, k2)
-            del d2
-            shape = (size,) * d
-            # DCT-I of the (M+1)^d values == real FFT of the even 2M-periodic extension.
-            khat2 = scipy.fft.dctn(k2.reshape(shape), type=1, workers=self._workers,
-                                   overwrite_x=True)
-            khat1 = scipy.fft.dctn(k1.reshape(shape), type=1, workers=self._workers,
-                                   overwrite_x=True)
-            self._khat = (khat2.reshape(-1, size), khat1.reshape(-1, size))
+            self._kernel_key = self._khat = None
+            self._khat = _kernel_spectra(d, m_nodes, spacing, dof, self._workers, k2_dtype)
             self._kernel_key = key
         return self._khat
 
-    # -- convolution -----------------------------------------------------------------------
-    def _fft_inplace(self, view, axis, forward):
-        fn = scipy.fft.fft if forward else scipy.fft.ifft
-        res = fn(view, axis=axis, workers=self._workers, overwrite_x=True)
-        if not np.shares_memory(res, view):
-            view[...] = res
 
-    def _convolve(self, d, m_nodes, khat2, khat1):
+# ---------------------------------------------------------------------------------------
+# the backends
+# ---------------------------------------------------------------------------------------
+class FFTRepulsion(_FFTBase):
+    """Repulsion by FFT-accelerated interpolation; a callable ``(Y, dof, out) -> Z``.
+
+    Parameters follow openTSNE: ``n_interpolation_points`` nodes per box and
+    dimension, ``min_num_intervals`` boxes per dimension at least, boxes at most
+    ``ints_in_interval`` wide (3-D: see :func:`grid_size`). ``n_jobs`` is the
+    ``workers`` count of ``scipy.fft``; the numba kernels use the caller's numba
+    thread count.
+    """
+
+    def __init__(self, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1,
+                 n_jobs=1):
+        super().__init__(n_interpolation_points, min_num_intervals, ints_in_interval, n_jobs)
+        self._points = _Interpolation()
+        self._buffers_key = None
+
+    def _grid_buffers(self, layout):
+        """Node grids (the padding of the last axis stays zero), potentials, spectrum."""
+        key = (layout.d, layout.n_boxes)
+        if self._buffers_key != key:
+            self._buffers_key = None
+            d = layout.d
+            self._grid = np.zeros((d + 1, layout.size), dtype=_REAL)
+            self._phi = np.empty((d + 1, layout.size), dtype=_REAL)
+            self._spec = np.empty(layout.spec_shape, dtype=_COMPLEX)
+            self._buffers_key = key
+
+    def _convolve(self, layout, khat2, khat1):
         """Potentials ``phi[c] = K2 * grid[c]`` (first M nodes per axis); returns the
         Parseval sum of the unit charges against K1 (``Z`` plus the self terms)."""
-        grid, phi, spec = self._grid, self._phi, self._spec
-        m = m_nodes
-        shape = (m,) * (d - 1) + (2 * m,)
+        m, d = layout.m_nodes, layout.d
         z_total = 0.0
         for c in range(d + 1):
-            # forward, pruned: the last axis is padded in the grid itself; along every other
-            # axis only the first M (non-zero) lines are transformed before that axis.
-            half = scipy.fft.rfft(grid[c].reshape(shape), axis=d - 1, workers=self._workers)
-            if d == 1:
-                spec[...] = half
-            elif d == 2:
-                spec[:m] = half
-                spec[m:] = 0
-                self._fft_inplace(spec, 0, True)
-            else:
-                spec[:m, :m] = half
-                spec[:m, m:] = 0
-                spec[m:] = 0
-                self._fft_inplace(spec[:m], 1, True)
-                self._fft_inplace(spec, 0, True)
-            del half
-            z = _apply_kernel(spec.reshape(-1, m + 1), khat2, khat1, m, d)
+            _forward(self._grid[c], self._spec, layout, self._workers)
+            z = _apply_kernel(self._spec.reshape(-1, m + 1), khat2, khat1, m, d)
             if c == 0:
                 z_total = z
-            # inverse, pruned: only the first M outputs per axis are kept.
-            if d == 1:
-                res = scipy.fft.irfft(spec, n=2 * m, workers=self._workers)
-            elif d == 2:
-                self._fft_inplace(spec, 0, False)
-                res = scipy.fft.irfft(spec[:m], n=2 * m, axis=1, workers=self._workers)
-            else:
-                self._fft_inplace(spec, 0, False)
-                self._fft_inplace(spec[:m], 1, False)
-                res = scipy.fft.irfft(spec[:m, :m], n=2 * m, axis=2, workers=self._workers)
-            phi[c] = res.reshape(-1)
+            self._phi[c] = _inverse(self._spec, layout, self._workers)
         return z_total
 
-    # -- call ------------------------------------------------------------------------------
     def __call__(self, Y, dof, out):
         Y = np.ascontiguousarray(Y, dtype=np.float64)
         n, d = Y.shape
-        if d not in (1, 2, 3):
-            raise ValueError(
-                "negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
-                f"got {d}. Use negative_gradient_method='bh' or 'exact'."
-            )
+        _check_dims(d)
         dof = float(dof)
         if n < 2:
             out[...] = 0.0
             return 0.0
-        lo = Y.min(axis=0)
-        hi = Y.max(axis=0)
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-            raise ValueError("The embedding contains NaN or inf; the FFT repulsion needs finite values.")
-        extent = float(np.max(hi - lo))
-        floor = 1e-10 * max(1.0, float(np.max(np.abs(np.concatenate([lo, hi])))))
-        extent = max(extent, floor)
+        lo, extent, n_boxes, h = self._grid_for(*_finite_bounds(Y), d)
         p = self.n_interpolation_points
-        n_boxes = grid_size(extent, d, p, self.min_num_intervals, self.ints_in_interval)
-        m_nodes = n_boxes * p
-        h = extent / n_boxes
         centre = np.ascontiguousarray(lo + 0.5 * extent)
-
-        self._grid_buffers(d, n_boxes)
-        self._point_buffers(n, d)
-        _interpolation_weights(Y, np.ascontiguousarray(lo), 1.0 / h, n_boxes, self._denom,
-                               self._combo, self._strides, self._box, self._base, self._weights)
-        _sort_by_box(self._box, n_boxes ** d, self._start, self._order)
-        _spread(Y, centre, self._order, self._start, n_boxes, p, self._strides, self._weights,
-                self._offset, self._grid)
-        khat2, khat1 = self._kernel_spectra(d, m_nodes, h / p, dof)
-        z_total = self._convolve(d, m_nodes, khat2, khat1)
-        _gather(Y, centre, self._order, self._base, self._weights, self._offset, self._phi, out)
+        layout = self._get_layout(d, n_boxes)
+        self._grid_buffers(layout)
+        pts = self._points
+        pts.compute(Y, lo, h, layout, self._denom)
+        _spread(Y, centre, pts.order, pts.start, n_boxes, p, layout.strides, pts.weights,
+                layout.offset, self._grid)
+        khat2, khat1 = self._kernel_spectra(d, layout.m_nodes, h / p, dof, _REAL)
+        z_total = self._convolve(layout, khat2, khat1)
+        _gather(Y, centre, pts.order, pts.base, pts.weights, layout.offset, self._phi, out)
         return float(z_total - n)
+
+
+class FFTReferenceRepulsion(_FFTBase):
+    """Repulsion of new points by a fixed reference embedding, by FFT interpolation.
+
+    A callable ``(Y_new, dof, out, z) -> None`` writing ``out[i] = sum_j
+    w_ij^((dof+1)/dof) (y_i - r_j)`` and ``z[i] = sum_j w_ij`` over all reference
+    points (no self pairs; each new point has its own normaliser, so ``z`` is the
+    gathered K1 potential, not a Parseval sum).
+
+    The grid is chosen (same rule as :class:`FFTRepulsion`) for the union of the
+    reference's and the new points' bounding boxes, and kept while every new point
+    stays inside it. The reference charges are spread once per grid and the node
+    potentials ``K2 * [1, r - c]`` and ``K1 * 1`` once per grid and ``dof``; a call
+    with an unchanged grid only interpolates (``O(n p^d)``). As the convolution runs
+    rarely, this path is double precision throughout.
+
+    Isolated new points: with ``dof > 1`` the kernel's tail is lighter than Cauchy's
+    (near Gaussian at ``dof = 100``), its log-slope ``2 dof r / (dof + r^2)`` grows
+    with the distance, and so does the *relative* interpolation error of ``z_i`` and
+    ``r_i`` of a point far from every reference point (x10 at 4 units for dof = 100).
+    FFTRepulsion does not care (such points add little to the global ``Z``), but here
+    each point is normalised by its own ``z_i``. So for ``dof > 1`` a new point whose
+    box has no reference point within :data:`ISOLATION_RADIUS` (rounded up to whole
+    boxes) is summed exactly over the reference (``O(m)`` each; in ``transform`` such
+    points are rare). With ``dof <= 1`` interpolation is accurate at any distance.
+    """
+
+    def __init__(self, reference, n_interpolation_points=3, min_num_intervals=50,
+                 ints_in_interval=1, n_jobs=1):
+        super().__init__(n_interpolation_points, min_num_intervals, ints_in_interval, n_jobs)
+        R = np.ascontiguousarray(reference, dtype=np.float64)
+        if R.ndim != 2:
+            raise ValueError(f"The reference embedding must be 2-D (m, d); got shape {R.shape}.")
+        _check_dims(R.shape[1])
+        if R.shape[0]:
+            self._ref_bounds = _finite_bounds(R)
+        self.reference = R
+        self._ref_points = _Interpolation()
+        self._points = _Interpolation()
+        self._grid_key = None  # (lo, extent, n_boxes) of the current grid
+        self._grid_id = 0  # counts the grids chosen so far
+        self._charges = None  # spread reference charges on the current grid
+        self._phi_key = None  # (grid id, dof) of the cached potentials
+        self._phi = None
+
+    def _regrid(self, lo_y, hi_y):
+        """Grid over the union box; spreads the reference charges on it."""
+        R = self.reference
+        d = R.shape[1]
+        lo = np.minimum(lo_y, self._ref_bounds[0])
+        hi = np.maximum(hi_y, self._ref_bounds[1])
+        self._grid_key = self._charges = self._phi_key = self._phi = None
+        lo, extent, n_boxes, h = self._grid_for(lo, hi, d)
+        layout = self._get_layout(d, n_boxes)
+        pts = self._ref_points
+        pts.compute(R, lo, h, layout, self._denom)
+        charges = np.zeros((d + 1, layout.size))
+        _spread(R, lo + 0.5 * extent, pts.order, pts.start, n_boxes, layout.p,
+                layout.strides, pts.weights, layout.offset, charges)
+        self._charges = charges
+        # boxes with a reference point within ISOLATION_RADIUS boxes-rounded-up (for dof > 1)
+        occupied = (np.diff(pts.start) > 0).reshape((n_boxes,) * d)
+        reach = int(math.ceil(ISOLATION_RADIUS / (extent / n_boxes)))
+        self._near = scipy.ndimage.maximum_filter(occupied, size=2 * reach + 1,
+                                                  mode="constant").reshape(-1)
+        self._grid_key = (lo, extent, n_boxes)
+        self._grid_id += 1
+
+    def _potentials(self, dof):
+        """Node potentials ``phi[c] = K2 * q_c`` (c <= d) and ``phi[d + 1] = K1 * q_0``."""
+        lo, extent, n_boxes = self._grid_key
+        layout = self._layout
+        d, m = layout.d, layout.m_nodes
+        khat2, khat1 = self._kernel_spectra(d, m, extent / n_boxes / layout.p, dof, np.float64)
+        phi = np.empty((d + 2, layout.size))
+        spec = np.empty(layout.spec_shape, dtype=np.complex128)
+        for c in range(d + 1):
+            _forward(self._charges[c], spec, layout, self._workers)
+            if c == 0:
+                spec1 = spec.copy()
+                _apply_kernel(spec1.reshape(-1, m + 1), khat1, khat1, m, d)
+                phi[d + 1] = _inverse(spec1, layout, self._workers)
+                del spec1
+            _apply_kernel(spec.reshape(-1, m + 1), khat2, khat1, m, d)
+            phi[c] = _inverse(spec, layout, self._workers)
+        return phi
+
+    def __call__(self, Y, dof, out, z):
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        n, d = Y.shape
+        if d != self.reference.shape[1]:
+            raise ValueError(
+                f"Y has {d} dimensions but the reference embedding has "
+                f"{self.reference.shape[1]}."
+            )
+        dof = float(dof)
+        if n == 0:
+            return
+        if self.reference.shape[0] == 0:
+            out[...] = 0.0
+            z[...] = 0.0
+            return
+        lo_y, hi_y = _finite_bounds(Y)
+        key = self._grid_key
+        if key is None or np.any(lo_y < key[0]) or np.any(hi_y > key[0] + key[1]):
+            self._regrid(lo_y, hi_y)
+        if self._phi_key != (self._grid_id, dof):
+            self._phi_key = None
+            self._phi = self._potentials(dof)
+            self._phi_key = (self._grid_id, dof)
+        lo, extent, n_boxes = self._grid_key
+        layout = self._layout
+        pts = self._points
+        pts.compute(Y, lo, extent / n_boxes, layout, self._denom)
+        _gather_reference(Y, lo + 0.5 * extent, pts.base, pts.weights, layout.offset,
+                          self._phi, out, z)
+        if dof > 1.0:
+            far = np.flatnonzero(~self._near[pts.box])
+            if far.size:
+                out_far = np.empty((far.size, d))
+                z_far = np.empty(far.size)
+                exact_reference_repulsion(np.ascontiguousarray(Y[far]), self.reference, dof,
+                                          out_far, z_far)
+                out[far] = out_far
+                z[far] = z_far
