@@ -129,12 +129,14 @@ def test_oversize_grid_raises():
     with pytest.raises(ValueError, match="points have probably shot off"):
         FFTRepulsion()(Y3, 1.0, np.empty_like(Y3))
     with pytest.raises(ValueError, match="MAX_GRID_NODES"):
-        grid_size(10 * np.sqrt(MAX_GRID_NODES[2]), 2)
-    # 3-D: the default resolution fits embeddings up to ~40 units; wider ones are refused
-    assert (2 * 3 * grid_size(35.0, 3)) ** 3 <= MAX_GRID_NODES[3]
-    with pytest.raises(ValueError, match="too spread out for the FFT method"):
-        grid_size(60.0, 3)
-    assert grid_size(60.0, 3, ints_in_interval=2) >= 30
+        grid_size(100 * np.sqrt(MAX_GRID_NODES[2]), 2)
+    # below the cap: boxes at most ints_in_interval wide; above: the largest grid under it
+    assert (2 * 3 * grid_size(20.0, 3)) ** 3 <= MAX_GRID_NODES[3]
+    assert 20.0 / grid_size(20.0, 3) <= 1.0
+    for d, extent in ((3, 60.0), (3, 500.0), (2, 3000.0)):
+        n = grid_size(extent, d)
+        assert (2 * 3 * n) ** d <= MAX_GRID_NODES[d] < (2 * 3 * 1.12 * n) ** d  # within 10 %
+        assert extent / n > 1.0
 
 
 def test_non_finite_input_raises():
@@ -303,3 +305,45 @@ def test_reference_registry_and_validation():
     # an empty reference repels nothing
     out, z = fft_reference(FFTReferenceRepulsion(np.zeros((0, 2))), R[:5], 1.0)
     assert np.all(out == 0) and np.all(z == 0)
+
+
+# ---------------------------------------------------------------------------------------
+# wide embeddings: capped grid plus direct near field
+# ---------------------------------------------------------------------------------------
+def test_wide_3d_embedding_near_far_split_accurate():
+    # a realistic 3-D extent (~150 units): the grid is capped, boxes ~6 units wide, and
+    # pairs closer than NEAR_FIELD_RADIUS boxes are summed directly (measured ~1e-3)
+    rng = np.random.default_rng(90)
+    centres = rng.uniform(-65, 65, size=(10, 3))
+    Y = np.ascontiguousarray(centres[rng.integers(0, 10, 2500)] + rng.normal(scale=2.5, size=(2500, 3)))
+    assert np.ptp(Y, axis=0).max() > 130
+    for dof in (0.5, 1.0, 100.0):
+        r, Z = exact(Y, dof)
+        f = FFTRepulsion()
+        out = np.empty_like(Y)
+        Zf = f(Y, dof, out)
+        assert f._layout.n_boxes < 40 and f._near_key is not None  # capped and split
+        assert np.linalg.norm(out / Zf - r / Z) <= 1e-2 * np.linalg.norm(r / Z)
+        assert abs(Zf - Z) <= 1e-2 * Z
+    with thread_limit(1):
+        a = np.empty_like(Y)
+        Za = FFTRepulsion()(Y, 1.0, a)
+    with thread_limit(2):
+        b = np.empty_like(Y)
+        Zb = FFTRepulsion()(Y, 1.0, b)
+    assert Za == Zb and np.array_equal(a, b)
+
+
+def test_3d_fit_with_split_matches_barnes_hut(monkeypatch):
+    from conftest import make_clusters
+    from turbotsne import TSNE
+    import turbotsne.gradients.fft as fft_module
+
+    # a small cap (10 boxes) makes the near/far split carry the whole run, and keeps it fast
+    monkeypatch.setitem(fft_module.MAX_GRID_NODES, 3, 2 ** 18)
+    X, _ = make_clusters(1000, n_features=10, n_clusters=6, seed=3)
+    kw = dict(n_components=3, random_state=0, n_iter=300, early_exaggeration_iter=150)
+    fft_fit = TSNE(negative_gradient_method="fft", **kw).fit(X)
+    bh_fit = TSNE(negative_gradient_method="bh", **kw).fit(X)
+    assert np.ptp(fft_fit.embedding_, axis=0).max() > 15  # beyond the 10-box grid's width
+    assert abs(fft_fit.kl_divergence_ - bh_fit.kl_divergence_) <= 0.02 * bh_fit.kl_divergence_
