@@ -4,11 +4,13 @@ import pytest
 import scipy.sparse as sp
 
 from reference import gradient as reference_gradient
+from reference import reference_repulsion as naive_reference_repulsion
 from reference import repulsion as reference_repulsion
 from turbotsne._config import thread_limit
-from turbotsne.gradients import make_backend, make_repulsion
+from turbotsne.gradients import make_backend, make_reference_repulsion, make_repulsion
 from turbotsne.gradients.exact import exact_repulsion
-from turbotsne.gradients.fft import MAX_GRID_NODES, FFTRepulsion, grid_size
+from turbotsne.gradients.fft import (MAX_GRID_NODES, FFTReferenceRepulsion, FFTRepulsion,
+                                     grid_size)
 
 
 def blobs(n, d, side, seed=0, k=8):
@@ -127,12 +129,14 @@ def test_oversize_grid_raises():
     with pytest.raises(ValueError, match="points have probably shot off"):
         FFTRepulsion()(Y3, 1.0, np.empty_like(Y3))
     with pytest.raises(ValueError, match="MAX_GRID_NODES"):
-        grid_size(10 * np.sqrt(MAX_GRID_NODES[2]), 2)
-    # 3-D: the default resolution fits embeddings up to ~40 units; wider ones are refused
-    assert (2 * 3 * grid_size(35.0, 3)) ** 3 <= MAX_GRID_NODES[3]
-    with pytest.raises(ValueError, match="too spread out for the FFT method"):
-        grid_size(60.0, 3)
-    assert grid_size(60.0, 3, ints_in_interval=2) >= 30
+        grid_size(100 * np.sqrt(MAX_GRID_NODES[2]), 2)
+    # below the cap: boxes at most ints_in_interval wide; above: the largest grid under it
+    assert (2 * 3 * grid_size(20.0, 3)) ** 3 <= MAX_GRID_NODES[3]
+    assert 20.0 / grid_size(20.0, 3) <= 1.0
+    for d, extent in ((3, 60.0), (3, 500.0), (2, 3000.0)):
+        n = grid_size(extent, d)
+        assert (2 * 3 * n) ** d <= MAX_GRID_NODES[d] < (2 * 3 * 1.12 * n) ** d  # within 10 %
+        assert extent / n > 1.0
 
 
 def test_non_finite_input_raises():
@@ -201,3 +205,145 @@ def test_full_gradient_through_registry(d):
     backend.gradient(Y, P, 1.0, 1.0, out)
     ref = reference_gradient(Y, P, 1.0, 1.0)
     assert np.linalg.norm(out - ref) <= 1e-2 * np.linalg.norm(ref)
+
+
+# ---------------------------------------------------------------------------------------
+# repulsion of new points by a fixed reference (transform)
+# ---------------------------------------------------------------------------------------
+def new_points(R, n, seed=0, outside=0.15):
+    """Half near reference points, half uniform over the reference box widened by
+    ``outside`` of its side on each side (so some lie outside it)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = R.min(axis=0), R.max(axis=0)
+    near = R[rng.integers(0, len(R), n // 2)] + rng.normal(scale=0.5, size=(n // 2, R.shape[1]))
+    wide = lo + (hi - lo) * rng.uniform(-outside, 1 + outside, size=(n - n // 2, R.shape[1]))
+    return np.ascontiguousarray(np.vstack([near, wide]))
+
+
+def fft_reference(f, Y, dof):
+    out = np.full_like(Y, np.nan)
+    z = np.full(len(Y), np.nan)
+    f(Y, dof, out, z)
+    return out, z
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("dof", [0.5, 1.0, 100.0])
+def test_reference_matches_naive(d, dof):
+    R = blobs(1000, d, SIDES[d], seed=50 + d)
+    Y = new_points(R, 300, seed=d)
+    assert np.any(Y < R.min(axis=0)) and np.any(Y > R.max(axis=0))
+    r, z = naive_reference_repulsion(Y, R, dof)
+    out, zf = fft_reference(FFTReferenceRepulsion(R), Y, dof)
+    assert np.all(np.isfinite(out)) and np.all(zf > 0)
+    force, force_f = r / z[:, None], out / zf[:, None]
+    assert np.linalg.norm(force_f - force) <= 1e-2 * np.linalg.norm(force)
+    assert np.linalg.norm(zf - z) <= 1e-2 * np.linalg.norm(z)
+
+
+def test_reference_far_outside_points():
+    # points well outside the reference box and, for dof > 1, isolated ones (summed
+    # exactly). The union box is ~3x wider, so the boxes are ints_in_interval = 1 unit
+    # wide (0.4 in the test above): the default method's accuracy is ~1e-2 there.
+    R = blobs(800, 2, 20.0, seed=60)
+    Y = new_points(R, 200, seed=61, outside=1.0)
+    for dof in (1.0, 100.0):
+        r, z = naive_reference_repulsion(Y, R, dof)
+        out, zf = fft_reference(FFTReferenceRepulsion(R), Y, dof)
+        force, force_f = r / z[:, None], out / zf[:, None]
+        assert np.linalg.norm(force_f - force) <= 2e-2 * np.linalg.norm(force)
+        assert np.linalg.norm(zf - z) <= 1e-2 * np.linalg.norm(z)
+
+
+def test_reference_grid_cache_matches_fresh_objects():
+    R = blobs(800, 2, 20.0, seed=70)
+    lo, hi = R.min(axis=0), R.max(axis=0)
+    rng = np.random.default_rng(71)
+    Y1 = np.ascontiguousarray(lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(100, 2)))
+    Y2 = np.ascontiguousarray(Y1 + rng.normal(scale=0.3, size=Y1.shape))  # still inside
+    Y3 = np.ascontiguousarray(Y1 + 0.5 * (hi - lo))  # many leave the box: a new grid
+    f = FFTReferenceRepulsion(R)
+    fft_reference(f, Y1, 1.0)
+    grid_id, phi = f._grid_id, f._phi
+    a = fft_reference(f, Y2, 1.0)
+    assert f._grid_id == grid_id and f._phi is phi  # the potentials were reused
+    b = fft_reference(FFTReferenceRepulsion(R), Y2, 1.0)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    a = fft_reference(f, Y3, 1.0)
+    assert f._grid_id == grid_id + 1
+    b = fft_reference(FFTReferenceRepulsion(R), Y3, 1.0)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # a new dof recomputes the potentials on the same grid
+    c = fft_reference(f, Y3, 2.0)
+    r, z = naive_reference_repulsion(Y3, R, 2.0)
+    assert np.linalg.norm(c[1] - z) <= 1e-2 * np.linalg.norm(z)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("dof", [0.7, 100.0])
+def test_reference_thread_count_does_not_change_result(d, dof):
+    R = blobs(1500, d, SIDES[d], seed=80 + d)
+    Y = new_points(R, 1200, seed=d)
+    results = []
+    for n_threads in (1, 2):
+        with thread_limit(n_threads):
+            results.append(fft_reference(FFTReferenceRepulsion(R), Y, dof))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
+
+
+def test_reference_registry_and_validation():
+    R = blobs(100, 2, 10.0)
+    f = make_reference_repulsion("fft", R, n_interpolation_points=4)
+    assert isinstance(f, FFTReferenceRepulsion) and f.n_interpolation_points == 4
+    with pytest.raises(ValueError, match="reference embedding has 2"):
+        f(np.zeros((3, 3)), 1.0, np.empty((3, 3)), np.empty(3))
+    with pytest.raises(ValueError, match="negative_gradient_method"):
+        FFTReferenceRepulsion(np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        f(np.full((3, 2), np.nan), 1.0, np.empty((3, 2)), np.empty(3))
+    # an empty reference repels nothing
+    out, z = fft_reference(FFTReferenceRepulsion(np.zeros((0, 2))), R[:5], 1.0)
+    assert np.all(out == 0) and np.all(z == 0)
+
+
+# ---------------------------------------------------------------------------------------
+# wide embeddings: capped grid plus direct near field
+# ---------------------------------------------------------------------------------------
+def test_wide_3d_embedding_near_far_split_accurate():
+    # a realistic 3-D extent (~150 units): the grid is capped, boxes ~6 units wide, and
+    # pairs closer than NEAR_FIELD_RADIUS boxes are summed directly (measured ~1e-3)
+    rng = np.random.default_rng(90)
+    centres = rng.uniform(-65, 65, size=(10, 3))
+    Y = np.ascontiguousarray(centres[rng.integers(0, 10, 2500)] + rng.normal(scale=2.5, size=(2500, 3)))
+    assert np.ptp(Y, axis=0).max() > 130
+    for dof in (0.5, 1.0, 100.0):
+        r, Z = exact(Y, dof)
+        f = FFTRepulsion()
+        out = np.empty_like(Y)
+        Zf = f(Y, dof, out)
+        assert f._layout.n_boxes < 40 and f._near_key is not None  # capped and split
+        assert np.linalg.norm(out / Zf - r / Z) <= 1e-2 * np.linalg.norm(r / Z)
+        assert abs(Zf - Z) <= 1e-2 * Z
+    with thread_limit(1):
+        a = np.empty_like(Y)
+        Za = FFTRepulsion()(Y, 1.0, a)
+    with thread_limit(2):
+        b = np.empty_like(Y)
+        Zb = FFTRepulsion()(Y, 1.0, b)
+    assert Za == Zb and np.array_equal(a, b)
+
+
+def test_3d_fit_with_split_matches_barnes_hut(monkeypatch):
+    from conftest import make_clusters
+    from turbotsne import TSNE
+    import turbotsne.gradients.fft as fft_module
+
+    # a small cap (10 boxes) makes the near/far split carry the whole run, and keeps it fast
+    monkeypatch.setitem(fft_module.MAX_GRID_NODES, 3, 2 ** 18)
+    X, _ = make_clusters(1000, n_features=10, n_clusters=6, seed=3)
+    kw = dict(n_components=3, random_state=0, n_iter=300, early_exaggeration_iter=150)
+    fft_fit = TSNE(negative_gradient_method="fft", **kw).fit(X)
+    bh_fit = TSNE(negative_gradient_method="bh", **kw).fit(X)
+    assert np.ptp(fft_fit.embedding_, axis=0).max() > 15  # beyond the 10-box grid's width
+    assert abs(fft_fit.kl_divergence_ - bh_fit.kl_divergence_) <= 0.02 * bh_fit.kl_divergence_
