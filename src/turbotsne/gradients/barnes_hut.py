@@ -74,6 +74,11 @@ _PAR_MIN_NODES = 2048
 #: explicit stack size of the traversal; enough for depth * (2^d - 1) + 2^d.
 _STACK = 512
 
+#: foreign queries, dof > 1: a cell whose contribution to a query's ``z`` is at
+#: most this fraction of (a lower bound of) that ``z`` is summarised by its
+#: monopole even where the second-order expansion is not valid.
+_NEGLIGIBLE = 1e-5
+
 _FAILED_CAPACITY = -1
 _FAILED_NONFINITE = -2
 
@@ -411,9 +416,16 @@ def _gather_rows(Y, order, out):
 # the bulk of the points (e.g. a new point outside the reference) would get
 # relative errors of orders of magnitude. The reference traversal therefore
 # also requires s |r| / b < theta, i.e. crit * d2 < b^2 with crit = (s /
-# theta)^2, when dof > 1 (for dof <= 1 it is implied). The self-repulsion
-# keeps the geometric criterion: there each point's own neighbours dominate
-# its sums, and far cells, where the error is large, contribute little.
+# theta)^2, when dof > 1 (for dof <= 1 it is implied). Opening all those
+# cells would be nearly exact cost, and needless: with a steep kernel most of
+# them contribute nothing measurable. So a cell that fails only this test is
+# still summarised, by its monopole, when its largest possible contribution
+# m w(d_min) (d_min = |r| - s sqrt(d), no point of the cell is closer) is at
+# most _NEGLIGIBLE times a lower bound of the query's z (the exact sum over
+# the leaf reached by descending to the nearest child centre, see
+# :func:`_descent_z`); the monopole then errs by at most that much. The
+# self-repulsion keeps the geometric criterion: there each point's own
+# neighbours dominate its sums, and far cells contribute little.
 
 
 @numba.njit(inline="always", fastmath=FASTMATH)
@@ -427,8 +439,58 @@ def _pair(d2, dof, unit_dof):
     return w, w * ib, ib
 
 
+@numba.njit(inline="always", fastmath=FASTMATH)
+def _descent_z(y0, y1, y2, Ys, node_i, node_f, dof, unit_dof):
+    """A lower bound of a query's z: the exact sum of w over the leaf reached
+    by descending, from the root, always to the child with the nearest centre
+    of mass (coordinates past the dimension are ignored)."""
+    d = Ys.shape[1]
+    t = 0
+    while node_i[t, 3] > 0:
+        c0 = node_i[t, 2]
+        best = c0
+        best_d2 = np.inf
+        for ch in range(c0, c0 + node_i[t, 3]):
+            u = y0 - node_f[ch, 0]
+            d2 = u * u
+            if d > 1:
+                u = y1 - node_f[ch, 1]
+                d2 += u * u
+            if d > 2:
+                u = y2 - node_f[ch, 2]
+                d2 += u * u
+            if d2 < best_d2:
+                best_d2 = d2
+                best = ch
+        t = best
+    z = 0.0
+    for j in range(node_i[t, 0], node_i[t, 1]):
+        u = y0 - Ys[j, 0]
+        d2 = u * u
+        if d > 1:
+            u = y1 - Ys[j, 1]
+            d2 += u * u
+        if d > 2:
+            u = y2 - Ys[j, 2]
+            d2 += u * u
+        w, _, _ = _pair(d2, dof, unit_dof)
+        z += w
+    return z
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def _negligible(d2, crit, theta, d, m, dof, unit_dof, z_floor):
+    # whether a cell of m points (side theta sqrt(crit)), its centre of mass at
+    # squared distance d2, contributes at most z_floor to z, whatever its points
+    d_min = np.sqrt(d2) - theta * np.sqrt(crit * d)
+    if d_min <= 0.0:
+        return False
+    w, _, _ = _pair(d_min * d_min, dof, unit_dof)
+    return m * w <= z_floor
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
+def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
     """Barnes-Hut repulsion of the query points ``Q`` by the tree's points (any d).
 
     ``Q`` holds the query points in traversal (Morton) order; the result of
@@ -437,9 +499,11 @@ def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
     query ``p`` is tree point ``p`` and is skipped; otherwise every tree point
     counts. Returns the sum of ``row_z`` (``Z`` when ``own``).
 
-    Foreign queries with ``dof > 1`` summarise a cell only when, besides
-    ``side / distance < theta``, also ``side * distance / b < theta`` (``b = 1 +
-    distance^2 / dof``; see the note above :func:`_pair`).
+    ``theta`` must be the one the tree was built with. Foreign queries with
+    ``dof > 1`` expand a cell only when, besides ``side / distance < theta``,
+    also ``side * distance / b < theta`` (``b = 1 + distance^2 / dof``), and
+    otherwise take its monopole if it is negligible, else open it (see the note
+    above :func:`_pair`).
     """
     n, d = Q.shape
     cv = d + 1
@@ -460,6 +524,11 @@ def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
                 f[k] = 0.0
                 y[k] = Q[p, k]
             z = 0.0
+            z_floor = 0.0
+            if kernel_crit:
+                z_floor = _NEGLIGIBLE * _descent_z(
+                    y[0], y[1] if d > 1 else 0.0, y[2] if d > 2 else 0.0, Ys, node_i, node_f, dof, unit_dof
+                )
             top = 1
             stack[0] = 0
             while top > 0:
@@ -471,9 +540,19 @@ def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
                 for k in range(d):
                     r[k] = y[k] - node_f[t, k]
                     d2 += r[k] * r[k]
-                if d2 > node_f[t, d] and (me < s or me >= e) and (
-                    not kernel_crit or node_f[t, d] * d2 < (1.0 + d2 / dof) ** 2
-                ):
+                crit = node_f[t, d]
+                summarise = d2 > crit and (me < s or me >= e)
+                monopole = False
+                if summarise and kernel_crit and crit * d2 >= (1.0 + d2 / dof) ** 2:
+                    # the kernel varies too much across the cell for the expansion
+                    summarise = False
+                    monopole = _negligible(d2, crit, theta, d, e - s, dof, unit_dof, z_floor)
+                if monopole:
+                    w, g, _ = _pair(d2, dof, unit_dof)
+                    z += (e - s) * w
+                    for k in range(d):
+                        f[k] += (e - s) * g * r[k]
+                elif summarise:
                     # far enough and not holding the query itself: summarise the
                     # cell (second-order expansion)
                     m = e - s
@@ -521,7 +600,7 @@ def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
+def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
     """:func:`_traverse` specialised to d = 2 (scalars instead of small arrays)."""
     n = Q.shape[0]
     unit_dof = dof == 1.0
@@ -538,6 +617,9 @@ def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
             f0 = 0.0
             f1 = 0.0
             z = 0.0
+            z_floor = 0.0
+            if kernel_crit:
+                z_floor = _NEGLIGIBLE * _descent_z(y0, y1, 0.0, Ys, node_i, node_f, dof, unit_dof)
             top = 1
             stack[0] = 0
             while top > 0:
@@ -548,9 +630,18 @@ def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, out, row_z):
                 r0 = y0 - node_f[t, 0]
                 r1 = y1 - node_f[t, 1]
                 d2 = r0 * r0 + r1 * r1
-                if d2 > node_f[t, 2] and (me < s or me >= e) and (
-                    not kernel_crit or node_f[t, 2] * d2 < (1.0 + d2 / dof) ** 2
-                ):
+                crit = node_f[t, 2]
+                summarise = d2 > crit and (me < s or me >= e)
+                monopole = False
+                if summarise and kernel_crit and crit * d2 >= (1.0 + d2 / dof) ** 2:
+                    summarise = False
+                    monopole = _negligible(d2, crit, theta, 2, e - s, dof, unit_dof, z_floor)
+                if monopole:
+                    w, g, _ = _pair(d2, dof, unit_dof)
+                    z += (e - s) * w
+                    f0 += (e - s) * g * r0
+                    f1 += (e - s) * g * r1
+                elif summarise:
                     m = e - s
                     c01 = node_f[t, 4]
                     v0 = node_f[t, 3] * r0 + c01 * r1
@@ -688,7 +779,7 @@ class BarnesHutRepulsion(_LinearTree):
             return 0.0
         self.build(Y)
         return _traversal(Y.shape[1])(self._Ys, self._order, True, self._Ys, self._node_i, self._node_f,
-                                      float(dof), out, self._row_z)
+                                      float(dof), self.theta, out, self._row_z)
 
 
 class BarnesHutReferenceRepulsion:
@@ -754,4 +845,4 @@ class BarnesHutReferenceRepulsion:
             raise ValueError("The new points contain NaN or inf.")
         _gather_rows(Y, q._order, q._Ys)
         t = self._tree
-        _traversal(d)(q._Ys, q._order, False, t._Ys, t._node_i, t._node_f, dof, out, z)
+        _traversal(d)(q._Ys, q._order, False, t._Ys, t._node_i, t._node_f, dof, t.theta, out, z)
