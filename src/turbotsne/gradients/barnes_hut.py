@@ -40,6 +40,16 @@ bit-identical for any number of threads.
    buffer and summed in index order. 2-D has its own traversal kernel with
    scalar coordinates; 1-D and 3-D share a generic one.
 
+**New points against a fixed reference** (:class:`BarnesHutReferenceRepulsion`,
+for ``transform``): the tree of the reference is built once (steps 1-3) and
+kept; each call only sorts the new points by their own Morton keys (for cache
+locality) and runs the same traversal kernel with ``own=False``: no point is
+skipped and each new point gets its own ``z``. New points may lie anywhere,
+also far outside the reference's box. For ``dof > 1`` the traversal of new
+points also checks that the kernel varies little across a summarised cell,
+and takes a monopole for cells whose contribution is negligible (see the note
+above :func:`_pair`); for ``dof <= 1`` it uses the plain criterion.
+
 Summaries are second order: besides the centre of mass, each cell keeps the
 covariance of its points, and the kernel and force are expanded to second
 order about the centre of mass (formulas above :func:`_pair`). The opening
