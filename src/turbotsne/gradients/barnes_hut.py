@@ -40,6 +40,16 @@ bit-identical for any number of threads.
    buffer and summed in index order. 2-D has its own traversal kernel with
    scalar coordinates; 1-D and 3-D share a generic one.
 
+**New points against a fixed reference** (:class:`BarnesHutReferenceRepulsion`,
+for ``transform``): the tree of the reference is built once (steps 1-3) and
+kept; each call only sorts the new points by their own Morton keys (for cache
+locality) and runs the same traversal kernel with ``own=False``: no point is
+skipped and each new point gets its own ``z``. New points may lie anywhere,
+also far outside the reference's box. For ``dof > 1`` the traversal of new
+points also checks that the kernel varies little across a summarised cell,
+and takes a monopole for cells whose contribution is negligible (see the note
+above :func:`_pair`); for ``dof <= 1`` it uses the plain criterion.
+
 Summaries are second order: besides the centre of mass, each cell keeps the
 covariance of its points, and the kernel and force are expanded to second
 order about the centre of mass (formulas above :func:`_pair`). The opening
@@ -73,6 +83,11 @@ _PAR_MIN_BLOCKS = 8
 _PAR_MIN_NODES = 2048
 #: explicit stack size of the traversal; enough for depth * (2^d - 1) + 2^d.
 _STACK = 512
+
+#: foreign queries, dof > 1: a cell whose contribution to a query's ``z`` is at
+#: most this fraction of (a lower bound of) that ``z`` is summarised by its
+#: monopole even where the second-order expansion is not valid.
+_NEGLIGIBLE = 1e-5
 
 _FAILED_CAPACITY = -1
 _FAILED_NONFINITE = -2
@@ -384,6 +399,15 @@ def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
     return level_ptr[depth + 1]
 
 
+@numba.njit(parallel=True, cache=True)
+def _gather_rows(Y, order, out):
+    # out[p] = Y[order[p]]
+    n, d = Y.shape
+    for p in numba.prange(n):
+        for k in range(d):
+            out[p, k] = Y[order[p], k]
+
+
 # Summaries. For the points y_j = c + u_j of a cell (mean u_j = 0, second
 # moment C = mean u_j u_j^T) seen from r = y_i - c, a kernel h(|r - u|^2)
 # expands to second order as
@@ -393,6 +417,25 @@ def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
 #     w' = -w / b,  w'' = a1 w / b^2,  g' = -a1 g / b,  g'' = a2 g / b^2
 # for w = b^-dof, b = 1 + s / dof, g = w / b, a1 = (dof+1)/dof,
 # a2 = a1 (dof+2)/dof (dof = 1: b = 1/w, a1 = 2, a2 = 6).
+#
+# The expansion is good while the kernel varies little across the cell:
+# |grad log w| = 2 |r| / b, so w changes by a factor of about exp(2 s |r| / b)
+# over a cell of side s. For dof <= 1, b >= |r|^2 and the opening criterion
+# s / |r| < theta bounds s |r| / b by theta; for large dof (a nearly Gaussian
+# kernel, or a power law of exponent 2 dof) it does not, and a query away from
+# the bulk of the points (e.g. a new point outside the reference) would get
+# relative errors of orders of magnitude. The reference traversal therefore
+# also requires s |r| / b < theta, i.e. crit * d2 < b^2 with crit = (s /
+# theta)^2, when dof > 1 (for dof <= 1 it is implied). Opening all those
+# cells would be nearly exact cost, and needless: with a steep kernel most of
+# them contribute nothing measurable. So a cell that fails only this test is
+# still summarised, by its monopole, when its largest possible contribution
+# m w(d_min) (d_min = |r| - s sqrt(d), no point of the cell is closer) is at
+# most _NEGLIGIBLE times a lower bound of the query's z (the exact sum over
+# the leaf reached by descending to the nearest child centre, see
+# :func:`_descent_z`); the monopole then errs by at most that much. The
+# self-repulsion keeps the geometric criterion: there each point's own
+# neighbours dominate its sums, and far cells contribute little.
 
 
 @numba.njit(inline="always", fastmath=FASTMATH)
@@ -406,15 +449,78 @@ def _pair(d2, dof, unit_dof):
     return w, w * ib, ib
 
 
+@numba.njit(inline="always", fastmath=FASTMATH)
+def _descent_z(y0, y1, y2, Ys, node_i, node_f, dof, unit_dof):
+    """A lower bound of a query's z: the exact sum of w over the leaf reached
+    by descending, from the root, always to the child with the nearest centre
+    of mass (coordinates past the dimension are ignored)."""
+    d = Ys.shape[1]
+    t = 0
+    while node_i[t, 3] > 0:
+        c0 = node_i[t, 2]
+        best = c0
+        best_d2 = np.inf
+        for ch in range(c0, c0 + node_i[t, 3]):
+            u = y0 - node_f[ch, 0]
+            d2 = u * u
+            if d > 1:
+                u = y1 - node_f[ch, 1]
+                d2 += u * u
+            if d > 2:
+                u = y2 - node_f[ch, 2]
+                d2 += u * u
+            if d2 < best_d2:
+                best_d2 = d2
+                best = ch
+        t = best
+    z = 0.0
+    for j in range(node_i[t, 0], node_i[t, 1]):
+        u = y0 - Ys[j, 0]
+        d2 = u * u
+        if d > 1:
+            u = y1 - Ys[j, 1]
+            d2 += u * u
+        if d > 2:
+            u = y2 - Ys[j, 2]
+            d2 += u * u
+        w, _, _ = _pair(d2, dof, unit_dof)
+        z += w
+    return z
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def _negligible(d2, crit, theta, d, m, dof, unit_dof, z_floor):
+    # whether a cell of m points (side theta sqrt(crit)), its centre of mass at
+    # squared distance d2, contributes at most z_floor to z, whatever its points
+    d_min = np.sqrt(d2) - theta * np.sqrt(crit * d)
+    if d_min <= 0.0:
+        return False
+    w, _, _ = _pair(d_min * d_min, dof, unit_dof)
+    return m * w <= z_floor
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
-    """Barnes-Hut repulsion of every point (any d); writes ``out`` (original
-    row order) and ``row_z`` (per-point sums of ``w``); returns ``Z``."""
-    n, d = Ys.shape
+def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
+    """Barnes-Hut repulsion of the query points ``Q`` by the tree's points (any d).
+
+    ``Q`` holds the query points in traversal (Morton) order; the result of
+    ``Q[p]`` goes to row ``qorder[p]`` of ``out`` and of ``row_z`` (its sum of
+    ``w``). ``own``: the queries are the tree's own points (``Q is Ys``), so
+    query ``p`` is tree point ``p`` and is skipped; otherwise every tree point
+    counts. Returns the sum of ``row_z`` (``Z`` when ``own``).
+
+    ``theta`` must be the one the tree was built with. Foreign queries with
+    ``dof > 1`` expand a cell only when, besides ``side / distance < theta``,
+    also ``side * distance / b < theta`` (``b = 1 + distance^2 / dof``), and
+    otherwise take its monopole if it is negligible, else open it (see the note
+    above :func:`_pair`).
+    """
+    n, d = Q.shape
     cv = d + 1
     unit_dof = dof == 1.0
     a1 = (dof + 1.0) / dof
     a2 = a1 * (dof + 2.0) / dof
+    kernel_crit = dof > 1.0 and not own
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         stack = np.empty(_STACK, dtype=np.int64)
@@ -423,10 +529,16 @@ def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
         r = np.empty(d)
         v = np.empty(d)
         for p in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            me = p if own else -1  # the tree point to skip (none for foreign queries)
             for k in range(d):
                 f[k] = 0.0
-                y[k] = Ys[p, k]
+                y[k] = Q[p, k]
             z = 0.0
+            z_floor = 0.0
+            if kernel_crit:
+                z_floor = _NEGLIGIBLE * _descent_z(
+                    y[0], y[1] if d > 1 else 0.0, y[2] if d > 2 else 0.0, Ys, node_i, node_f, dof, unit_dof
+                )
             top = 1
             stack[0] = 0
             while top > 0:
@@ -438,8 +550,21 @@ def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
                 for k in range(d):
                     r[k] = y[k] - node_f[t, k]
                     d2 += r[k] * r[k]
-                if d2 > node_f[t, d] and (p < s or p >= e):
-                    # far enough: summarise the cell (second-order expansion)
+                crit = node_f[t, d]
+                summarise = d2 > crit and (me < s or me >= e)
+                monopole = False
+                if summarise and kernel_crit and crit * d2 >= (1.0 + d2 / dof) ** 2:
+                    # the kernel varies too much across the cell for the expansion
+                    summarise = False
+                    monopole = _negligible(d2, crit, theta, d, e - s, dof, unit_dof, z_floor)
+                if monopole:
+                    w, g, _ = _pair(d2, dof, unit_dof)
+                    z += (e - s) * w
+                    for k in range(d):
+                        f[k] += (e - s) * g * r[k]
+                elif summarise:
+                    # far enough and not holding the query itself: summarise the
+                    # cell (second-order expansion)
                     m = e - s
                     tr = 0.0
                     q = 0.0
@@ -457,9 +582,9 @@ def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
                     for k in range(d):
                         f[k] += fr * r[k] + fv * v[k]
                 elif node_i[t, 3] == 0:
-                    # leaf: every point exactly, the point itself excluded
+                    # leaf: every point exactly, the query itself excluded
                     for j in range(s, e):
-                        if j == p:
+                        if j == me:
                             continue
                         d2 = 0.0
                         for k in range(d):
@@ -474,7 +599,7 @@ def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
                     for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
                         stack[top] = ch
                         top += 1
-            i = order[p]
+            i = qorder[p]
             for k in range(d):
                 out[i, k] = f[k]
             row_z[i] = z
@@ -485,21 +610,26 @@ def _traverse(Ys, order, node_i, node_f, dof, out, row_z):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _traverse_2d(Ys, order, node_i, node_f, dof, out, row_z):
+def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
     """:func:`_traverse` specialised to d = 2 (scalars instead of small arrays)."""
-    n = Ys.shape[0]
+    n = Q.shape[0]
     unit_dof = dof == 1.0
     a1 = (dof + 1.0) / dof
     a2 = a1 * (dof + 2.0) / dof
+    kernel_crit = dof > 1.0 and not own
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         stack = np.empty(_STACK, dtype=np.int64)
         for p in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            y0 = Ys[p, 0]
-            y1 = Ys[p, 1]
+            me = p if own else -1
+            y0 = Q[p, 0]
+            y1 = Q[p, 1]
             f0 = 0.0
             f1 = 0.0
             z = 0.0
+            z_floor = 0.0
+            if kernel_crit:
+                z_floor = _NEGLIGIBLE * _descent_z(y0, y1, 0.0, Ys, node_i, node_f, dof, unit_dof)
             top = 1
             stack[0] = 0
             while top > 0:
@@ -510,7 +640,18 @@ def _traverse_2d(Ys, order, node_i, node_f, dof, out, row_z):
                 r0 = y0 - node_f[t, 0]
                 r1 = y1 - node_f[t, 1]
                 d2 = r0 * r0 + r1 * r1
-                if d2 > node_f[t, 2] and (p < s or p >= e):
+                crit = node_f[t, 2]
+                summarise = d2 > crit and (me < s or me >= e)
+                monopole = False
+                if summarise and kernel_crit and crit * d2 >= (1.0 + d2 / dof) ** 2:
+                    summarise = False
+                    monopole = _negligible(d2, crit, theta, 2, e - s, dof, unit_dof, z_floor)
+                if monopole:
+                    w, g, _ = _pair(d2, dof, unit_dof)
+                    z += (e - s) * w
+                    f0 += (e - s) * g * r0
+                    f1 += (e - s) * g * r1
+                elif summarise:
                     m = e - s
                     c01 = node_f[t, 4]
                     v0 = node_f[t, 3] * r0 + c01 * r1
@@ -525,7 +666,7 @@ def _traverse_2d(Ys, order, node_i, node_f, dof, out, row_z):
                     f1 += fr * r1 + fv * v1
                 elif node_i[t, 3] == 0:
                     for j in range(s, e):
-                        if j == p:
+                        if j == me:
                             continue
                         u0 = y0 - Ys[j, 0]
                         u1 = y1 - Ys[j, 1]
@@ -538,7 +679,7 @@ def _traverse_2d(Ys, order, node_i, node_f, dof, out, row_z):
                     for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
                         stack[top] = ch
                         top += 1
-            i = order[p]
+            i = qorder[p]
             out[i, 0] = f0
             out[i, 1] = f1
             row_z[i] = z
@@ -548,27 +689,29 @@ def _traverse_2d(Ys, order, node_i, node_f, dof, out, row_z):
     return total
 
 
-class BarnesHutRepulsion:
-    """Barnes-Hut repulsion in 1-3 dimensions; a callable ``(Y, dof, out) -> Z``.
+def _check_theta(theta):
+    theta = float(theta)
+    if not np.isfinite(theta) or theta < 0:
+        raise ValueError(f"The 'theta' parameter must be a float in the range [0, inf). Got {theta!r} instead.")
+    return theta
 
-    ``theta`` is the opening angle: a cell of side ``s`` at distance ``r`` from
-    a point (to its centre of mass) is summarised when ``s / r < theta``.
-    ``theta = 0`` never summarises and reproduces the exact repulsion.
+
+def _traversal(d):
+    return _traverse_2d if d == 2 else _traverse
+
+
+class _MortonOrder:
+    """Morton keys and their stable radix sort for a point set of ``n`` rows.
+
+    The scratch arrays are kept on the object and reallocated only when ``n``
+    or the dimension changes.
     """
 
-    name = "bh"
-
-    def __init__(self, theta=0.5):
-        theta = float(theta)
-        if not np.isfinite(theta) or theta < 0:
-            raise ValueError(f"The 'theta' parameter must be a float in the range [0, inf). Got {theta!r} instead.")
-        self.theta = theta
+    def __init__(self):
         self._n = None
         self._d = None
-        self._capacity = 0
 
     def _allocate(self, n, d):
-        depth = DEPTH[d]
         n_blocks = max(1, (n + _SORT_BLOCK - 1) // _SORT_BLOCK)
         self._keys = np.empty(n, dtype=np.int64)
         self._order = np.empty(n, dtype=np.int64)
@@ -576,10 +719,34 @@ class BarnesHutRepulsion:
         self._tmp_order = np.empty(n, dtype=np.int64)
         self._hist = np.empty((n_blocks, 1 << _RADIX_BITS), dtype=np.int64)
         self._Ys = np.empty((n, d))
-        self._row_z = np.empty(n)
-        self._level_ptr = np.empty(depth + 2, dtype=np.int64)
-        self._grow(2 * n + 64, d)
         self._n, self._d = n, d
+
+    def sort(self, Y):
+        """Sort the rows of ``Y`` by Morton key (``_keys``, ``_order``); return
+        the side of the bounding cube, negative when ``Y`` holds NaN or inf."""
+        n, d = Y.shape
+        if self._n != n or self._d != d:
+            self._allocate(n, d)
+        side = _morton_keys(Y, DEPTH[d], self._keys)
+        if side >= 0:
+            _radix_argsort(self._keys, d * DEPTH[d], self._order, self._tmp_keys, self._tmp_order, self._hist)
+        return side
+
+
+class _LinearTree(_MortonOrder):
+    """Builds the linear tree of a point set into arrays kept on the object;
+    the node arrays grow when a build runs out of room."""
+
+    def __init__(self, theta):
+        super().__init__()
+        self.theta = _check_theta(theta)
+        self._capacity = 0
+
+    def _allocate(self, n, d):
+        super()._allocate(n, d)
+        self._row_z = np.empty(n)
+        self._level_ptr = np.empty(DEPTH[d] + 2, dtype=np.int64)
+        self._grow(2 * n + 64, d)
 
     def _grow(self, capacity, d):
         self._capacity = capacity
@@ -588,20 +755,26 @@ class BarnesHutRepulsion:
 
     def build(self, Y):
         """Build the tree of ``Y``; returns the number of nodes."""
-        n, d = Y.shape
-        if self._n != n or self._d != d:
-            self._allocate(n, d)
-        depth = DEPTH[d]
-        side = _morton_keys(Y, depth, self._keys)
+        side = self.sort(Y)
         if side < 0:
             raise ValueError("The embedding contains NaN or inf; the Barnes-Hut tree cannot be built.")
-        _radix_argsort(self._keys, d * depth, self._order, self._tmp_keys, self._tmp_order, self._hist)
         while True:
             n_nodes = _build_tree(Y, self._keys, self._order, side, self.theta, self._Ys,
                                   self._node_i, self._node_f, self._level_ptr)
             if n_nodes >= 0:
                 return n_nodes
-            self._grow(2 * self._capacity, d)
+            self._grow(2 * self._capacity, Y.shape[1])
+
+
+class BarnesHutRepulsion(_LinearTree):
+    """Barnes-Hut repulsion in 1-3 dimensions; a callable ``(Y, dof, out) -> Z``.
+
+    ``theta`` is the opening angle: a cell of side ``s`` at distance ``r`` from
+    a point (to its centre of mass) is summarised when ``s / r < theta``.
+    ``theta = 0`` never summarises and reproduces the exact repulsion.
+    """
+
+    name = "bh"
 
     def __call__(self, Y, dof, out):
         if Y.ndim != 2 or not 1 <= Y.shape[1] <= 3:
@@ -615,5 +788,71 @@ class BarnesHutRepulsion:
             out[...] = 0.0
             return 0.0
         self.build(Y)
-        traverse = _traverse_2d if Y.shape[1] == 2 else _traverse
-        return traverse(self._Ys, self._order, self._node_i, self._node_f, float(dof), out, self._row_z)
+        return _traversal(Y.shape[1])(self._Ys, self._order, True, self._Ys, self._node_i, self._node_f,
+                                      float(dof), self.theta, out, self._row_z)
+
+
+class BarnesHutReferenceRepulsion:
+    """Barnes-Hut repulsion of new points by a fixed reference embedding (1-3 dims).
+
+    A callable ``(Y_new, dof, out, z) -> None`` writing, for every new point,
+    ``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and ``z[i] = sum_j w_ij``
+    over all reference points ``r_j`` (the same as
+    :class:`~turbotsne.gradients.exact.ExactReferenceRepulsion`, approximately).
+
+    The tree of ``reference`` is built once, here, and reused by every call
+    (the reference does not move during transform). A call sorts the new
+    points by their own Morton keys (spatially close queries share nodes in
+    cache) and traverses the reference tree for each, in parallel blocks, with
+    the same opening criterion and second-order summaries as
+    :class:`BarnesHutRepulsion`; no point is skipped, since new points are not
+    in the reference. New points may lie anywhere, also far outside the
+    reference's bounding box (then whole cells, up to the root, are
+    summarised). The result does not depend on the number of threads.
+    ``theta = 0`` is exact.
+    """
+
+    name = "bh"
+
+    def __init__(self, reference, theta=0.5):
+        theta = _check_theta(theta)
+        reference = np.ascontiguousarray(reference, dtype=np.float64)
+        if reference.ndim != 2 or not 1 <= reference.shape[1] <= 3:
+            raise ValueError(
+                "Barnes-Hut supports embeddings of 1, 2 or 3 dimensions; got a reference of shape "
+                f"{reference.shape}. Use negative_gradient_method='fft' or 'exact' instead."
+            )
+        if reference.shape[0] < 1:
+            raise ValueError("The reference embedding is empty; it needs at least one point.")
+        if not np.all(np.isfinite(reference)):
+            raise ValueError("The reference embedding contains NaN or inf.")
+        self.reference = reference
+        self.theta = theta
+        self._tree = _LinearTree(theta)
+        self._tree.build(reference)
+        # Morton order of the new points (scratch reallocated when their number changes)
+        self._queries = _MortonOrder()
+
+    def __call__(self, Y, dof, out, z):
+        d = self.reference.shape[1]
+        if Y.ndim != 2 or Y.shape[1] != d:
+            raise ValueError(
+                f"The new points must have the reference's {d} dimension(s); got shape {Y.shape}."
+            )
+        n = Y.shape[0]
+        if out.shape != (n, d) or z.shape != (n,):
+            raise ValueError(
+                f"out must have shape {(n, d)} and z shape {(n,)}; got {out.shape} and {z.shape}."
+            )
+        dof = float(dof)
+        if not dof > 0 or not np.isfinite(dof):
+            raise ValueError(f"The 'dof' parameter must be a float in the range (0, inf). Got {dof!r} instead.")
+        if n == 0:
+            return
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        q = self._queries
+        if q.sort(Y) < 0:
+            raise ValueError("The new points contain NaN or inf.")
+        _gather_rows(Y, q._order, q._Ys)
+        t = self._tree
+        _traversal(d)(q._Ys, q._order, False, t._Ys, t._node_i, t._node_f, dof, t.theta, out, z)
