@@ -43,7 +43,12 @@ def _small_tsne():
 
 
 # Checks that do not apply to t-SNE, each with its reason.
-EXPECTED_FAILED = {}
+_TRANSFORM_NOT_FIT = ("t-SNE's transform re-optimises new points against the fixed embedding: training points land "
+                      "near, not within atol 1e-2 of, their fitted positions (checked in test_embedding.py)")
+EXPECTED_FAILED = {
+    "check_transformer_general": _TRANSFORM_NOT_FIT,
+    "check_transformer_data_not_an_array": _TRANSFORM_NOT_FIT,
+}
 
 
 @parametrize_with_checks([_small_tsne()], expected_failed_checks=lambda est: EXPECTED_FAILED)
