@@ -16,6 +16,7 @@ import numpy as np
 
 from . import gradients
 from ._validation import check_callbacks, check_gradient_options, check_scalar
+from .callbacks import make_progress
 from .optimizer import OptimizerState, gradient_descent, resolve_learning_rate
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ class TSNEEmbedding:
                 max_grad_norm=params["max_grad_norm"], max_step_norm=params["max_step_norm"],
                 callbacks=callbacks, callbacks_every_iters=params["callbacks_every_iters"],
                 n_jobs=params["n_jobs"], verbose=params["verbose"], min_grad_norm=params["min_grad_norm"],
-                n_iter_without_progress=params["n_iter_without_progress"])
+                n_iter_without_progress=params["n_iter_without_progress"],
+                progress=make_progress(params["verbose"], exaggeration))
         except OptimizationInterrupt as ex:
             log.warning("Optimisation interrupted; returning the last embedding")
             if propagate_exception:
