@@ -17,12 +17,16 @@ Two kinds of hooks reach into :func:`turbotsne.optimizer.gradient_descent`:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
-__all__ = ["Callback", "ErrorLogger", "ProgressBar", "make_progress"]
+__all__ = ["Callback", "ErrorLogger", "ProgressBar", "make_progress", "progress_options"]
 
 log = logging.getLogger(__name__)
+
+#: keyword arguments of the bars that :func:`make_progress` makes (see :func:`progress_options`).
+_PROGRESS_DEFAULTS = {}
 
 
 class Callback:
@@ -205,4 +209,29 @@ def make_progress(verbose, exaggeration=1.0):
     if all(hasattr(verbose, a) for a in ("start", "update", "close")):
         return verbose
     desc = "t-SNE" if exaggeration == 1 else f"t-SNE (exaggeration {exaggeration:g})"
-    return ProgressBar(desc)
+    return ProgressBar(desc, **_PROGRESS_DEFAULTS)
+
+
+@contextlib.contextmanager
+def progress_options(**kwargs):
+    """Set the options of the bars ``verbose`` makes, within a ``with`` block.
+
+    Parameters
+    ----------
+    **kwargs
+        :class:`ProgressBar` keyword arguments, e.g. ``disable=False`` to draw
+        bars even when stderr is not a terminal, or ``file=...``.
+
+    Examples
+    --------
+    >>> from turbotsne.callbacks import progress_options
+    >>> with progress_options(disable=True):      # no bars, logging only
+    ...     pass
+    """
+    previous = dict(_PROGRESS_DEFAULTS)
+    _PROGRESS_DEFAULTS.update(kwargs)
+    try:
+        yield
+    finally:
+        _PROGRESS_DEFAULTS.clear()
+        _PROGRESS_DEFAULTS.update(previous)
