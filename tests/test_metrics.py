@@ -51,6 +51,14 @@ def test_trustworthiness_in_small_blocks_and_precomputed(data):
     assert abs(trustworthiness(D, Y, 10, metric="precomputed", working_memory=0.01) - ref) < 1e-9
 
 
+def test_sparse_input_gives_the_same_values(data):
+    X, Y, _ = data
+    Xs = sp.csr_matrix(np.where(np.abs(X) > 3, X, 0.0))
+    dense = Xs.toarray()
+    assert trustworthiness(Xs, Y, 10) == pytest.approx(sk_trustworthiness(dense, Y, n_neighbors=10), abs=1e-9)
+    assert knn_preservation(Xs, Y, 10) == pytest.approx(knn_preservation(dense, Y, 10), abs=1e-12)
+
+
 def test_trustworthiness_perfect_and_1d(data):
     X, _, _ = data
     assert trustworthiness(X, X, 10) == pytest.approx(1.0, abs=1e-12)

@@ -125,7 +125,14 @@ _TSNE_FLAG_HELP = {
 
 
 def tsne_parameters():
-    """The ``TSNE.__init__`` parameters with their defaults, in order."""
+    """The ``TSNE.__init__`` parameters with their defaults, in order.
+
+    Returns
+    -------
+    dict
+        Parameter name -> default value; every name but ``callbacks`` and
+        ``verbose`` is a flag of ``embed`` and ``demo``.
+    """
     from .estimator import TSNE
 
     sig = inspect.signature(TSNE.__init__)
@@ -421,7 +428,14 @@ def read_input(path, key=None, labels=None, header=None):
 
 
 def write_output(path, Y):
-    """Write an embedding to ``.npy`` or ``.csv`` / ``.tsv`` (with a header ``tsne_1, tsne_2, ...``)."""
+    """Write an embedding to a file.
+
+    Parameters
+    ----------
+    path : str
+        ``.npy``, or ``.csv`` / ``.tsv`` (with a header ``tsne_1,tsne_2,...``).
+    Y : ndarray of shape (n_samples, n_components)
+    """
     ext = _ext(path)
     if ext == ".npy":
         np.save(path, Y)
@@ -499,7 +513,19 @@ def _report_quality(X, Y, labels, args):
 
 
 def cmd_embed(args):
-    """``turbotsne embed``: fit t-SNE on INPUT and write the embedding to OUT."""
+    """``turbotsne embed``: fit t-SNE on INPUT and write the embedding to OUT.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``embed``.
+
+    Returns
+    -------
+    int
+        The exit status (0); errors are raised as :class:`CLIError` or the
+        library's ``ValueError``.
+    """
     _check_output(args.output)
     if args.plot:
         _check_output(args.plot, (".png", ".pdf", ".svg", ".jpg", ".jpeg"), "plot")
@@ -521,7 +547,19 @@ def cmd_embed(args):
 
 
 def cmd_transform(args):
-    """``turbotsne transform``: map new points onto a saved model's embedding."""
+    """``turbotsne transform``: map new points onto a saved model's embedding.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``transform``.
+
+    Returns
+    -------
+    int
+        The exit status (0); a model whose ``transform`` raises
+        ``NotImplementedError`` gives a :class:`CLIError` (status 2).
+    """
     from .estimator import TSNE
 
     _check_output(args.output)
@@ -561,7 +599,18 @@ DEMO_DEFAULTS = {"negative_gradient_method": "exact", "random_state": 0, "n_jobs
 
 
 def cmd_demo(args):
-    """``turbotsne demo``: embed scikit-learn's handwritten digits and write a PNG coloured by digit."""
+    """``turbotsne demo``: embed scikit-learn's handwritten digits and write a PNG coloured by digit.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``demo`` (t-SNE flags override ``DEMO_DEFAULTS``).
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
     from sklearn.datasets import load_digits
 
     _check_output(args.output, (".png", ".pdf", ".svg", ".jpg", ".jpeg"), "plot")
@@ -601,7 +650,14 @@ def _add_common(p, inputs=True):
 
 
 def build_parser():
-    """The ``argparse`` parser of the ``turbotsne`` command."""
+    """The ``argparse`` parser of the ``turbotsne`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With the sub-commands ``embed``, ``transform`` and ``demo``; its
+        ``error`` raises :class:`CLIError` instead of exiting.
+    """
     from . import __version__
 
     parser = _Parser(prog=PROG, description="Fast t-SNE from the command line.",

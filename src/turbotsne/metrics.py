@@ -49,12 +49,7 @@ def _as_2d(A, name):
 
 
 def _check_pair(X, Y, metric="euclidean"):
-    if not (sp.issparse(X) or metric == "precomputed"):
-        X = _as_2d(X, "X")
-    elif sp.issparse(X):
-        X = X.tocsr()
-    else:
-        X = _as_2d(X, "X")
+    X = X.tocsr() if sp.issparse(X) else _as_2d(X, "X")
     Y = _as_2d(Y, "embedding")
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and the embedding have different numbers of samples: {X.shape[0]} and {Y.shape[0]}.")
