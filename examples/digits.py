@@ -10,7 +10,6 @@ import argparse
 import logging
 import time
 
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.manifold import trustworthiness
 

@@ -56,7 +56,6 @@ def test_bisection_matches_reference_and_reaches_perplexity():
 
 
 def test_bisection_identical_across_thread_counts():
-    from turbotsne._config import thread_limit  # noqa: F401  (conditional_probabilities sets threads itself)
     D = np.random.default_rng(1).random((400, 30))
     a = conditional_probabilities(D, 8.0, n_jobs=1)
     b = conditional_probabilities(D, 8.0, n_jobs=2)

@@ -7,8 +7,9 @@ from .affinity import PerplexityBasedDense, PerplexityBasedNN
 from .embedding import TSNEEmbedding
 from .estimator import TSNE
 from .optimizer import OptimizationInterrupt
+from .plotting import plot  # matplotlib is imported only when a plot is drawn
 
 __version__ = "0.1.0"
 
 __all__ = ["TSNE", "TSNEEmbedding", "PerplexityBasedNN", "PerplexityBasedDense", "OptimizationInterrupt",
-           "__version__"]
+           "plot", "__version__"]

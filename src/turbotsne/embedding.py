@@ -24,6 +24,7 @@ import numpy as np
 
 from . import gradients
 from ._validation import check_callbacks, check_gradient_options, check_option, check_scalar
+from .callbacks import make_progress
 from .optimizer import OptimizationInterrupt, OptimizerState, gradient_descent, resolve_learning_rate
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ class _Embedding:
                 max_grad_norm=params["max_grad_norm"], max_step_norm=params["max_step_norm"],
                 callbacks=callbacks, callbacks_every_iters=params["callbacks_every_iters"],
                 recentre=self._recentre, n_jobs=params["n_jobs"], verbose=params["verbose"],
-                min_grad_norm=params["min_grad_norm"], n_iter_without_progress=params["n_iter_without_progress"])
+                min_grad_norm=params["min_grad_norm"], n_iter_without_progress=params["n_iter_without_progress"],
+                progress=make_progress(params["verbose"], exaggeration))
         except OptimizationInterrupt as ex:
             log.warning("Optimisation interrupted; keeping the last embedding")
             if propagate_exception:

@@ -101,12 +101,17 @@ def resolve_learning_rate(learning_rate, n_samples, exaggeration):
 def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, exaggeration=1.0,
                      dof=1.0, max_grad_norm=None, max_step_norm=None, callbacks=(),
                      callbacks_every_iters=50, recentre=True, n_jobs=1, verbose=False,
-                     min_grad_norm=None, n_iter_without_progress=None, log_every=50, embedding_view=None):
+                     min_grad_norm=None, n_iter_without_progress=None, log_every=50, embedding_view=None,
+                     progress=None):
     """Run ``n_iter`` iterations on ``Y`` in place.
 
     Returns ``(kl, n_done)``: the KL divergence at the last iteration and the
     number of iterations run (fewer when a callback or a stopping rule ends the
     run). ``embedding_view(Y)`` gives what callbacks receive (default: a copy).
+    ``progress`` (e.g. :class:`turbotsne.callbacks.ProgressBar`) gets
+    ``start(n_iter)``, ``update(iteration, kl_or_None)`` after every iteration
+    and ``close()``. Callbacks with ``optimization_about_to_start`` have it
+    called first.
     """
     n = Y.shape[0]
     grad = np.empty_like(Y)
@@ -119,6 +124,11 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
     check_every = log_every if n_iter_without_progress is not None else None
     t0 = time.perf_counter()
     i = 0
+    for cb in callbacks:
+        if hasattr(cb, "optimization_about_to_start"):
+            cb.optimization_about_to_start()
+    if progress is not None:
+        progress.start(n_iter)
     with thread_limit(n_jobs):
         try:
             for i in range(n_iter):
@@ -133,6 +143,8 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                 _step(Y, grad, state.update, state.gains, learning_rate, momentum, mg, ms, row_sq)
                 if recentre:
                     _recentre(Y)
+                if progress is not None:
+                    progress.update(it, kl_now)
                 if want_log:
                     log.info("Iteration %4d, KL divergence %6.4f, %.2f s per 50 iterations",
                              it, kl, (time.perf_counter() - t0) * 50 / it)
@@ -151,6 +163,9 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                         return kl, it
         except KeyboardInterrupt as e:
             raise OptimizationInterrupt(kl, Y.copy()) from e
+        finally:
+            if progress is not None:
+                progress.close()
     return kl, n_iter
 
 
