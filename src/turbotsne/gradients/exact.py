@@ -11,41 +11,14 @@ import numpy as np
 from .._config import FASTMATH
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def exact_repulsion(Y, dof, out, row_z):
-    """Unnormalised repulsion ``r_i = sum_j w_ij^((dof+1)/dof) (y_i - y_j)``.
+    """Unnormalised repulsion ``r_i = sum_{j != i} w_ij^((dof+1)/dof) (y_i - y_j)``.
 
     Writes ``r`` into ``out`` and the per-row sums of ``w_ij`` into ``row_z``;
-    returns ``Z = sum_{i != j} w_ij``.
+    returns ``Z = sum_{i != j} w_ij`` (summed in row order: thread-count independent).
     """
-    n, d = Y.shape
-    unit_dof = dof == 1.0
-    for i in numba.prange(n):
-        for k in range(d):
-            out[i, k] = 0.0
-        z = 0.0
-        for j in range(n):
-            if j == i:
-                continue
-            d2 = 0.0
-            for k in range(d):
-                t = Y[i, k] - Y[j, k]
-                d2 += t * t
-            if unit_dof:
-                w = 1.0 / (1.0 + d2)
-                f = w * w
-            else:
-                base = 1.0 + d2 / dof
-                w = base ** (-dof)
-                f = w / base
-            z += w
-            for k in range(d):
-                out[i, k] += f * (Y[i, k] - Y[j, k])
-        row_z[i] = z
-    total = 0.0
-    for i in range(n):
-        total += row_z[i]
-    return total
+    _pairwise_repulsion(Y, Y, dof, out, row_z, True)
+    return float(row_z.sum())
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -116,11 +89,12 @@ class ExactRepulsion:
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def exact_reference_repulsion(Y, R, dof, out, z):
-    """Repulsion of new points ``Y`` by a fixed reference ``R`` (no self pairs).
+def _pairwise_repulsion(Y, R, dof, out, z, skip_self):
+    """Repulsion of the points ``Y`` by all points ``R``, one thread per row of ``Y``.
 
     Writes ``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and
-    ``z[i] = sum_j w_ij`` over all reference points ``j``.
+    ``z[i] = sum_j w_ij``; with ``skip_self`` (``R`` is ``Y``) the pair ``j = i``
+    is left out.
     """
     n, d = Y.shape
     m = R.shape[0]
@@ -130,6 +104,8 @@ def exact_reference_repulsion(Y, R, dof, out, z):
             out[i, k] = 0.0
         zi = 0.0
         for j in range(m):
+            if skip_self and j == i:
+                continue
             d2 = 0.0
             for k in range(d):
                 t = Y[i, k] - R[j, k]
@@ -145,6 +121,12 @@ def exact_reference_repulsion(Y, R, dof, out, z):
             for k in range(d):
                 out[i, k] += f * (Y[i, k] - R[j, k])
         z[i] = zi
+
+
+def exact_reference_repulsion(Y, R, dof, out, z):
+    """Repulsion of new points ``Y`` by a fixed reference ``R`` (no self pairs): per point
+    ``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and ``z[i] = sum_j w_ij``."""
+    _pairwise_repulsion(Y, R, dof, out, z, False)
 
 
 class ExactReferenceRepulsion:
