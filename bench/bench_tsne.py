@@ -76,7 +76,7 @@ def _run_sklearn(X, method, n_jobs, n_iter, ee_iter):
     from sklearn.manifold import TSNE
 
     t0 = time.perf_counter()
-    tsne = TSNE(method=method, n_jobs=n_jobs, random_state=0, init="pca", max_iter=n_iter + ee_iter)
+    tsne = TSNE(method=method, n_jobs=n_jobs, random_state=0, init="pca", max_iter=max(250, n_iter + ee_iter))
     Y = tsne.fit_transform(X)
     return Y, float(tsne.kl_divergence_), (float("nan"), float("nan"), time.perf_counter() - t0)
 

@@ -21,6 +21,35 @@ def exact_repulsion(Y, dof, out, row_z):
     return float(row_z.sum())
 
 
+@numba.njit(fastmath=FASTMATH, cache=True, inline="always")
+def _dense_row_2d_cauchy(P, Y, exaggeration, i, out, rep, row_z):
+    # the hot case (2-D, dof = 1, no KL) with scalar accumulators and no branch in the
+    # loop, so that it vectorises; the j == i term adds w_ii = 1 to z and nothing else
+    x0 = Y[i, 0]
+    x1 = Y[i, 1]
+    a0 = 0.0
+    a1 = 0.0
+    r0 = 0.0
+    r1 = 0.0
+    z = 0.0
+    for j in range(Y.shape[0]):
+        t0 = x0 - Y[j, 0]
+        t1 = x1 - Y[j, 1]
+        w = 1.0 / (1.0 + t0 * t0 + t1 * t1)
+        z += w
+        a = P[i, j] * w
+        r = w * w
+        a0 += a * t0
+        a1 += a * t1
+        r0 += r * t0
+        r1 += r * t1
+    out[i, 0] = exaggeration * a0
+    out[i, 1] = exaggeration * a1
+    rep[i, 0] = r0
+    rep[i, 1] = r1
+    row_z[i] = z - 1.0
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with_kl):
     """Fused attraction and repulsion for a dense, symmetric P (sum 1).
@@ -33,14 +62,15 @@ def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with
     n, d = Y.shape
     unit_dof = dof == 1.0
     for i in numba.prange(n):
+        if d == 2 and unit_dof and not with_kl:
+            _dense_row_2d_cauchy(P, Y, exaggeration, i, out, rep, row_z)
+            continue
         for k in range(d):
             out[i, k] = 0.0
             rep[i, k] = 0.0
-        z = 0.0
+        z = -1.0  # the j == i term below adds w_ii = 1 (and no force): no branch, so the loop vectorises
         lw = 0.0
         for j in range(n):
-            if j == i:
-                continue
             d2 = 0.0
             for k in range(d):
                 t = Y[i, k] - Y[j, k]
@@ -52,7 +82,7 @@ def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with
                 base = 1.0 + d2 / dof
                 w_inv = 1.0 / base
                 w = base ** (-dof)
-            if with_kl:
+            if with_kl and P[i, j] > 0.0:
                 lw += P[i, j] * np.log(w)
             z += w
             a = exaggeration * P[i, j] * w_inv
@@ -88,6 +118,27 @@ class ExactRepulsion:
         return exact_repulsion(Y, float(dof), out, self._row_z)
 
 
+@numba.njit(fastmath=FASTMATH, cache=True, inline="always")
+def _repulsion_row_2d_cauchy(Y, R, i, out, z, skip_self):
+    # the hot case (2-D, dof = 1) with scalar accumulators and no branch in the loop
+    x0 = Y[i, 0]
+    x1 = Y[i, 1]
+    r0 = 0.0
+    r1 = 0.0
+    zi = 0.0
+    for j in range(R.shape[0]):
+        t0 = x0 - R[j, 0]
+        t1 = x1 - R[j, 1]
+        w = 1.0 / (1.0 + t0 * t0 + t1 * t1)
+        zi += w
+        f = w * w
+        r0 += f * t0
+        r1 += f * t1
+    out[i, 0] = r0
+    out[i, 1] = r1
+    z[i] = zi - 1.0 if skip_self else zi
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _pairwise_repulsion(Y, R, dof, out, z, skip_self):
     """Repulsion of the points ``Y`` by all points ``R``, one thread per row of ``Y``.
@@ -100,12 +151,15 @@ def _pairwise_repulsion(Y, R, dof, out, z, skip_self):
     m = R.shape[0]
     unit_dof = dof == 1.0
     for i in numba.prange(n):
+        if d == 2 and unit_dof:
+            _repulsion_row_2d_cauchy(Y, R, i, out, z, skip_self)
+            continue
         for k in range(d):
             out[i, k] = 0.0
-        zi = 0.0
+        # with skip_self the j == i term adds w_ii = 1 to z and nothing to the force: subtract it
+        # instead of branching, so that the loop vectorises
+        zi = -1.0 if skip_self else 0.0
         for j in range(m):
-            if skip_self and j == i:
-                continue
             d2 = 0.0
             for k in range(d):
                 t = Y[i, k] - R[j, k]
