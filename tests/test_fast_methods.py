@@ -9,40 +9,48 @@ from turbotsne.gradients import resolve_auto
 from turbotsne.initialization import pca
 
 
+SEEDS = (0, 1, 2)
+
+
 @pytest.fixture(scope="module")
 def runs():
+    """Three runs per method from slightly perturbed PCA starts: single t-SNE runs end in
+    different local minima whose KL spreads by ~0.3 %, so methods are compared on the mean."""
     X, _ = make_clusters(2000, 10, n_clusters=8, seed=7)
     aff = PerplexityBasedNN(X, perplexity=30, method="exact")
-    Y0 = pca(X, 2, random_state=0)
     out = {}
-    for name, method, kw in (("exact", "exact", {}), ("bh", "bh", {}), ("fft", "fft", {}),
-                             ("fft4", "fft", dict(n_interpolation_points=4))):
-        emb = TSNEEmbedding(Y0, aff, negative_gradient_method=method, n_jobs=2, **kw)
-        emb.optimize(250, inplace=True, exaggeration=12)
-        emb.optimize(500, inplace=True)
-        out[name] = emb
+    for method in ("exact", "bh", "fft"):
+        out[method] = []
+        for seed in SEEDS:
+            Y0 = pca(X, 2, random_state=0) + np.random.default_rng(seed).normal(scale=1e-6, size=(len(X), 2))
+            emb = TSNEEmbedding(Y0, aff, negative_gradient_method=method, n_jobs=2)
+            emb.optimize(250, inplace=True, exaggeration=12)
+            emb.optimize(500, inplace=True)
+            out[method].append(emb)
     return X, out
 
 
-# FFT interpolation with the seed's default of 3 points per interval has a systematic force
-# error of ~2-3 % once the embedding is ~100 units across (openTSNE's has the same), which costs
-# ~2.5 % in final KL here; with 4 points per interval (+~20 % time) it is within 1 %.
-@pytest.mark.parametrize("method, kl_rel", [("bh", 0.01), ("fft4", 0.01), ("fft", 0.03)])
-def test_full_run_matches_exact_kl_and_trustworthiness(runs, method, kl_rel):
-    X, out = runs
-    exact, fast = out["exact"], out[method]
-    # both KLs measured by the exact gradient on the same P
-    grad = np.empty_like(np.asarray(exact))
+def _exact_kl(emb):
     from turbotsne.gradients import make_backend
 
-    kl_exact = make_backend("exact", exact.P).gradient(np.asarray(exact), exact.P, 1.0, 1.0, grad, True)
-    kl_fast = make_backend("exact", fast.P).gradient(np.asarray(fast), fast.P, 1.0, 1.0, grad, True)
+    Y = np.asarray(emb)
+    return make_backend("exact", emb.P).gradient(Y, emb.P, 1.0, 1.0, np.empty_like(Y), True)
+
+
+# Measured (mean of 3 runs): bh 0.3 % above the exact gradient's KL; FFT interpolation with the
+# seed's default of 3 points per interval 1.4 % above (its force error is ~2-3 % once the embedding
+# is ~100 units across; openTSNE's FFT has the same gap, see BENCHMARKS.md).
+@pytest.mark.parametrize("method, kl_rel", [("bh", 0.01), ("fft", 0.02)])
+def test_full_run_matches_exact_kl_and_trustworthiness(runs, method, kl_rel):
+    X, out = runs
+    kl_exact = np.mean([_exact_kl(e) for e in out["exact"]])
+    kl_fast = np.mean([_exact_kl(e) for e in out[method]])
     assert kl_fast == pytest.approx(kl_exact, rel=kl_rel)
-    t_exact = trustworthiness(X, np.asarray(exact), n_neighbors=10)
-    t_fast = trustworthiness(X, np.asarray(fast), n_neighbors=10)
+    t_exact = np.mean([trustworthiness(X, np.asarray(e), n_neighbors=10) for e in out["exact"]])
+    t_fast = np.mean([trustworthiness(X, np.asarray(e), n_neighbors=10) for e in out[method]])
     assert t_fast == pytest.approx(t_exact, rel=0.01)
     # the KL the fast method reports agrees with the exact evaluation
-    assert fast.kl_divergence == pytest.approx(kl_fast, rel=0.02)
+    assert out[method][0].kl_divergence == pytest.approx(_exact_kl(out[method][0]), rel=0.02)
 
 
 @pytest.mark.parametrize("method", ["bh", "fft"])

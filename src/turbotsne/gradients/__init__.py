@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .attractive import attractive_forces, entropy_term
-from .exact import ExactReferenceRepulsion, ExactRepulsion, exact_dense_gradient
+from .attractive import attractive_forces, attractive_log_terms, entropy_term
+from .exact import ExactReferenceRepulsion, ExactRepulsion, dense_log_terms, exact_dense_gradient
 
 #: accepted names of each method (openTSNE's aliases plus "exact").
 ALIASES = {
@@ -62,12 +62,12 @@ class SparseGradient:
 
     def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
         rep, log_w = self._scratch(Y)
-        attractive_forces(P.indptr, P.indices, P.data, Y, Y, float(dof), float(exaggeration), out, log_w,
-                          bool(compute_kl))
+        attractive_forces(P.indptr, P.indices, P.data, Y, Y, float(dof), float(exaggeration), out)
         Z = self.repulsion(Y, float(dof), rep)
         out -= rep * (1.0 / Z)
         if not compute_kl:
             return None
+        attractive_log_terms(P.indptr, P.indices, P.data, Y, Y, float(dof), log_w)
         if self._P_id is not id(P):
             self._entropy, self._P_id = entropy_term(P.data), id(P)
         return float(self._entropy - log_w.sum() + np.log(Z) * P.data.sum())
@@ -88,9 +88,10 @@ class DenseExactGradient:
         if self._buffers is None or self._buffers[0].shape != (n, d):
             self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
         rep, row_z, row_log = self._buffers
-        Z = exact_dense_gradient(P, Y, float(dof), float(exaggeration), out, rep, row_z, row_log, bool(compute_kl))
+        Z = exact_dense_gradient(P, Y, float(dof), float(exaggeration), out, rep, row_z)
         if not compute_kl:
             return None
+        dense_log_terms(P, Y, float(dof), row_log)
         if self._P_id is not id(P):
             self._entropy, self._P_id = entropy_term(P.ravel()), id(P)
         return float(self._entropy - row_log.sum() + np.log(Z) * P.sum())
@@ -118,12 +119,12 @@ class PartialGradient:
         if self._buffers is None or self._buffers[0].shape != (n, d):
             self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
         rep, z, log_w = self._buffers
-        attractive_forces(P.indptr, P.indices, P.data, Y, self.reference, float(dof), float(exaggeration),
-                          out, log_w, bool(compute_kl))
+        attractive_forces(P.indptr, P.indices, P.data, Y, self.reference, float(dof), float(exaggeration), out)
         self.repulsion(Y, float(dof), rep, z)
         out -= rep / z[:, None]
         if not compute_kl:
             return None
+        attractive_log_terms(P.indptr, P.indices, P.data, Y, self.reference, float(dof), log_w)
         if self._P_id is not id(P):
             row_sums = np.asarray(P.sum(axis=1)).ravel()
             self._entropy, self._row_sums, self._P_id = entropy_term(P.data), row_sums, id(P)

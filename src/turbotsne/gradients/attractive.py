@@ -5,6 +5,11 @@ there is no race and no dependence on the thread count: with P symmetric the
 attraction on point ``i`` is a sum over row ``i`` of P alone. The same kernel
 serves new points attracted by a fixed reference (``R`` the reference, P of
 shape ``(n_new, n_ref)``); for a plain embedding ``R`` is ``Y`` itself.
+
+The KL divergence's ``sum p log w`` term is a separate pass
+(:func:`attractive_log_terms`), run only on the iterations that report KL: the
+force kernel is then the same code on every iteration, so (with fastmath's
+reassociation) the trajectory does not depend on when KL was evaluated.
 """
 import numba
 import numpy as np
@@ -12,32 +17,60 @@ import numpy as np
 from .._config import FASTMATH
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out, log_w, with_kl):
-    """Write ``exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` into ``out``.
+@numba.njit(fastmath=FASTMATH, cache=True, inline="always")
+def _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
+    # the hot case (2-D): scalar accumulators, no branch in the loop
+    x0 = Y[i, 0]
+    x1 = Y[i, 1]
+    a0 = 0.0
+    a1 = 0.0
+    for jj in range(indptr[i], indptr[i + 1]):
+        j = indices[jj]
+        t0 = x0 - R[j, 0]
+        t1 = x1 - R[j, 1]
+        c = data[jj] / (1.0 + (t0 * t0 + t1 * t1) * inv_dof)
+        a0 += c * t0
+        a1 += c * t1
+    out[i, 0] = exaggeration * a0
+    out[i, 1] = exaggeration * a1
 
-    When ``with_kl``, ``log_w`` (length n) receives, per row,
-    ``sum_j p_ij log w_ij`` (the KL divergence needs its sum; a log per
-    entry, so only on KL iterations). Returns nothing; the caller owns every array.
-    """
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out):
+    """Write ``exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` into ``out``."""
     n, d = Y.shape
+    inv_dof = 1.0 / dof
     for i in numba.prange(n):
+        if d == 2:
+            _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
+            continue
         for k in range(d):
             out[i, k] = 0.0
-        row_log = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
             j = indices[jj]
             d2 = 0.0
             for k in range(d):
                 t = Y[i, k] - R[j, k]
                 d2 += t * t
-            w_inv = 1.0 / (1.0 + d2 / dof)  # w^(1/dof)
-            if with_kl:
-                row_log += data[jj] * dof * np.log(w_inv)
-            coeff = exaggeration * data[jj] * w_inv
+            coeff = exaggeration * data[jj] / (1.0 + d2 * inv_dof)
             for k in range(d):
                 out[i, k] += coeff * (Y[i, k] - R[j, k])
-        log_w[i] = row_log
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def attractive_log_terms(indptr, indices, data, Y, R, dof, log_w):
+    """Per row, ``log_w[i] = sum_j p_ij log w_ij`` (the KL divergence needs its sum)."""
+    n, d = Y.shape
+    for i in numba.prange(n):
+        s = 0.0
+        for jj in range(indptr[i], indptr[i + 1]):
+            j = indices[jj]
+            d2 = 0.0
+            for k in range(d):
+                t = Y[i, k] - R[j, k]
+                d2 += t * t
+            s -= data[jj] * dof * np.log1p(d2 / dof)
+        log_w[i] = s
 
 
 @numba.njit(fastmath=FASTMATH, cache=True)

@@ -23,8 +23,8 @@ def exact_repulsion(Y, dof, out, row_z):
 
 @numba.njit(fastmath=FASTMATH, cache=True, inline="always")
 def _dense_row_2d_cauchy(P, Y, exaggeration, i, out, rep, row_z):
-    # the hot case (2-D, dof = 1, no KL) with scalar accumulators and no branch in the
-    # loop, so that it vectorises; the j == i term adds w_ii = 1 to z and nothing else
+    # the hot case (2-D, dof = 1) with scalar accumulators and no branch in the loop, so
+    # that it vectorises; the j == i term adds w_ii = 1 to z and nothing else
     x0 = Y[i, 0]
     x1 = Y[i, 1]
     a0 = 0.0
@@ -51,25 +51,23 @@ def _dense_row_2d_cauchy(P, Y, exaggeration, i, out, rep, row_z):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with_kl):
+def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z):
     """Fused attraction and repulsion for a dense, symmetric P (sum 1).
 
     Writes the full gradient into ``out`` (``rep`` is scratch of the same
-    shape); ``row_z`` and ``row_log`` receive per-row sums of ``w_ij`` and, when
-    ``with_kl``, of ``p_ij log w_ij`` (a log per pair: only on KL iterations).
+    shape); ``row_z`` receives the per-row sums of ``w_ij``.
     Returns ``Z``.
     """
     n, d = Y.shape
     unit_dof = dof == 1.0
     for i in numba.prange(n):
-        if d == 2 and unit_dof and not with_kl:
+        if d == 2 and unit_dof:
             _dense_row_2d_cauchy(P, Y, exaggeration, i, out, rep, row_z)
             continue
         for k in range(d):
             out[i, k] = 0.0
             rep[i, k] = 0.0
         z = -1.0  # the j == i term below adds w_ii = 1 (and no force): no branch, so the loop vectorises
-        lw = 0.0
         for j in range(n):
             d2 = 0.0
             for k in range(d):
@@ -82,8 +80,6 @@ def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with
                 base = 1.0 + d2 / dof
                 w_inv = 1.0 / base
                 w = base ** (-dof)
-            if with_kl and P[i, j] > 0.0:
-                lw += P[i, j] * np.log(w)
             z += w
             a = exaggeration * P[i, j] * w_inv
             r = w * w_inv
@@ -92,7 +88,6 @@ def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with
                 out[i, k] += a * t
                 rep[i, k] += r * t
         row_z[i] = z
-        row_log[i] = lw
     total = 0.0
     for i in range(n):
         total += row_z[i]
@@ -101,6 +96,22 @@ def exact_dense_gradient(P, Y, dof, exaggeration, out, rep, row_z, row_log, with
         for k in range(d):
             out[i, k] -= rep[i, k] * inv
     return total
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def dense_log_terms(P, Y, dof, log_w):
+    """Per row, ``log_w[i] = sum_j p_ij log w_ij`` for a dense P (KL iterations only)."""
+    n, d = Y.shape
+    for i in numba.prange(n):
+        s = 0.0
+        for j in range(n):
+            if P[i, j] > 0.0:
+                d2 = 0.0
+                for k in range(d):
+                    t = Y[i, k] - Y[j, k]
+                    d2 += t * t
+                s -= P[i, j] * dof * np.log1p(d2 / dof)
+        log_w[i] = s
 
 
 class ExactRepulsion:
