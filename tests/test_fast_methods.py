@@ -24,10 +24,12 @@ def runs():
     return X, out
 
 
-# FFT interpolation with the seed's default of 3 points per interval has a systematic force
-# error of ~2-3 % once the embedding is ~100 units across (openTSNE's has the same), which costs
-# ~2.5 % in final KL here; with 4 points per interval (+~20 % time) it is within 1 %.
-@pytest.mark.parametrize("method, kl_rel", [("bh", 0.01), ("fft4", 0.01), ("fft", 0.03)])
+# FIt-SNE's box-local Lagrange interpolation (openTSNE's too) has a systematic force error of
+# ~2-3 % at the defaults once the embedding is ~100 units across, which cost ~2.5 % in final KL
+# here; the centred quadratic B-spline interpolation with a deconvolved kernel errs by ~2e-3
+# at the same cost and lands within 1 % (measured 3e-5 here; bh 0.5 %, fft4 0.9 %, the rest
+# being the run-to-run spread of the optimisation).
+@pytest.mark.parametrize("method, kl_rel", [("bh", 0.01), ("fft4", 0.01), ("fft", 0.01)])
 def test_full_run_matches_exact_kl_and_trustworthiness(runs, method, kl_rel):
     X, out = runs
     exact, fast = out["exact"], out[method]

@@ -21,11 +21,14 @@ the tests) dominates the float32 rounding. Weights, the K1 spectrum, the
 Parseval sum and the final ``r`` stay float64.
 
 Grid (openTSNE semantics): the cube ``[lo_k, lo_k + extent]`` per dimension
-(``extent`` = the largest side of the bounding box of ``Y``) is split into
-``n_boxes = max(min_num_intervals, ceil(extent / ints_in_interval))`` boxes per
+(``extent`` = the largest side of the bounding box of ``Y``) is covered by
+``n_boxes = max(min_num_intervals, ceil(extent' / ints_in_interval))`` boxes per
 dimension, each holding ``p = n_interpolation_points`` equispaced nodes, so all
-``M = n_boxes * p`` nodes per dimension are equispaced and the node-to-node sum
-is a discrete (Toeplitz) convolution. Two changes to openTSNE's rule:
+``M = n_boxes * p`` nodes per dimension are equispaced (spacing at most
+``ints_in_interval / p``) and the node-to-node sum is a discrete (Toeplitz)
+convolution. ``extent' = extent + 2 ints_in_interval / p`` leaves one node of margin
+on each side for the interpolation stencils: node ``j`` lies at ``lo + (j - 1/2)
+spacing`` with ``spacing = extent / (M - 2)``. Two more changes to openTSNE's rule:
 
 * ``n_boxes`` is rounded *up* to the next count for which the padded FFT length
   ``2 M`` is 5-smooth (``scipy.fft.next_fast_len``): a finer grid is both more
@@ -34,12 +37,24 @@ is a discrete (Toeplitz) convolution. Two changes to openTSNE's rule:
   small embedding needs no 50^3-box grid (with 24 boxes of at most
   ``ints_in_interval`` the node spacing is as fine as the 2-D rule's).
 
-The node spacing, not the interpolation order, sets the accuracy (measured in
-3-D at a fixed node budget: p = 4, 5, 6 are no better than p = 3), and a
-relative error of ~1e-2 needs a spacing of about 1/3 (``ints_in_interval = 1``,
-p = 3) in 3-D as in 2-D. Widening the boxes instead costs accuracy fast
-(~h^3.3: boxes of width 2 give ~1e-1). So the 3-D rule keeps the 2-D
-resolution while the zero-padded grid ``(2M)^d`` fits :data:`MAX_GRID_NODES`
+Interpolation (not FIt-SNE's): FIt-SNE interpolates each point from the ``p^d``
+nodes of its own box by Lagrange polynomials of degree ``p - 1``; near the box
+edges that extrapolates, and at the defaults (quadratic, spacing 1/3) the
+normalised force has a systematic error of ~3e-2 at the extents t-SNE reaches
+(100-200 units), which costs ~2.5 % in final KL. Here every point is spread to and
+gathered from the ``3^d`` nodes around its *nearest* node with the (centred,
+C^1) quadratic B-spline, the same number of weights as FIt-SNE's p = 3, and the
+kernel spectra are divided by the squared B-spline spectrum ``sinc(w/2)^6`` per
+axis (smooth particle-mesh Ewald's deconvolution; the kernels' spectra decay like
+``exp(-|w|)``, so at spacing 1/3 the grid resolves them and the deconvolution only
+corrects the B-spline's smoothing). ``p`` keeps its meaning: it sets the node
+spacing. Measured (``bench/fft_accuracy_compare.py``: 3,000 of 70k clustered 2-D
+points, extent ~200, dof = 1): force error 2.9e-2 -> 2.2e-3, Z error 2e-3 -> 3e-5
+(p = 4: 8.4e-3 -> 8e-4), at the same cost per call; centred cubic Lagrange (4^d
+weights) gives only ~7e-3, cubic B-splines ~1.5e-3 at 16/9 the weights
+(``bench/proto_schemes.py``).
+
+The node spacing sets the accuracy; the 3-D rule keeps the 2-D resolution while the zero-padded grid ``(2M)^d`` fits :data:`MAX_GRID_NODES`
 (2^26 in 1-D and 2-D, 2^22 ~ 161^3 in 3-D: ~0.1 GB): 3-D extents up to ~25 units,
 2-D up to ~1350.
 
@@ -59,20 +74,22 @@ names the cause and the fixes (``max_step_norm``, Barnes-Hut).
 
 Steps of one call, all kernels numba, all FFTs ``scipy.fft`` with ``workers``:
 
-1. per point (parallel): box, flat base node and the ``p^d`` tensor-product
-   Lagrange weights, computed once and used both for spreading and gathering;
+1. per point (parallel): box (of its stencil's first node), flat base node and
+   the ``3^d`` tensor-product B-spline weights, computed once and used both for
+   spreading and gathering;
 2. a stable counting sort of the points by box (serial, O(n));
-3. spreading (parallel over boxes): a box owns its ``p^d`` nodes -- FIt-SNE
-   boxes share no nodes -- so every node is written by exactly one thread, in
-   point order; no races, no dependence on the thread count;
+3. spreading (parallel over slabs of boxes along axis 0): stencils of
+   neighbouring boxes overlap, so the slabs are coloured (2 colours for p >= 2,
+   3 for p = 1) and the slabs of one colour, whose node rows are disjoint, run in
+   parallel, each in point order; no races, no dependence on the thread count;
 4. per charge channel: a pruned zero-padded FFT (the last axis is padded in
    the grid buffer itself, and the transforms along every other axis skip the
    all-zero lines), multiplication by the kernel spectrum in place, and a
    pruned inverse FFT that only keeps the ``M^d`` useful outputs. The kernel
    is real and even, so its spectrum is real and is computed
    with a DCT-I of the ``(M + 1)^d`` kernel values (a quarter of the work of the
-   padded ``(2 M)^d`` FFT in 2-D); it is cached on the object while the grid
-   size, box width and ``dof`` are unchanged;
+   padded ``(2 M)^d`` FFT in 2-D), times the B-spline deconvolution factors; it is
+   cached on the object while the grid size, node spacing and ``dof`` are unchanged;
 5. gathering (parallel over blocks of points in box order; each point writes its own row).
 
 Results are bit-identical for any number of numba threads.
@@ -193,17 +210,15 @@ def _spread(Y, centre, order, start, base, n_boxes, n_colours, m_nodes, strides,
     row ``b`` writes rows ``b p .. b p + p + 1``). Colour by colour, the slabs of one
     colour run in parallel, each accumulating its points in sorted order. Every node is
     written by one thread at a time in a fixed order: no races, and the result does not
-    depend on the thread count. The first ``M`` node rows are zeroed first (the padding
-    of the last axis is never written and stays zero).
+    depend on the thread count. In the first phase, a slab ``b`` (colour 0) first zeroes
+    the node rows of the boxes ``b .. b + n_colours - 1``, which hold all it writes (the
+    padding of the last axis is never written and stays zero).
     """
     d = Y.shape[1]
     n_combo = offset.shape[0]
     n_channels = grid.shape[0]
     row = strides[0]
-    for r in numba.prange(m_nodes):
-        for c in range(n_channels):
-            for f in range(r * row, (r + 1) * row):
-                grid[c, f] = 0.0
+    p = m_nodes // n_boxes
     slab = 1
     for _ in range(d - 1):
         slab *= n_boxes
@@ -211,6 +226,11 @@ def _spread(Y, centre, order, start, base, n_boxes, n_colours, m_nodes, strides,
         n_slabs = (n_boxes - colour + n_colours - 1) // n_colours
         for q in numba.prange(n_slabs):
             b0 = colour + q * n_colours
+            if colour == 0:
+                r_end = min(m_nodes, (b0 + n_colours) * p)
+                for c in range(n_channels):
+                    for f in range(b0 * p * row, r_end * row):
+                        grid[c, f] = 0.0
             for ii in range(start[b0 * slab], start[(b0 + 1) * slab]):
                 i = order[ii]
                 node0 = base[i]
