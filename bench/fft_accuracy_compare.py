@@ -27,7 +27,7 @@ with thread_limit(2):
             o2 = np.empty_like(Ys); Z = M.FFTRepulsion(**kw)(Ys, 1.0, o2)
             err = np.linalg.norm(o2 / Z - ex / Zx) / np.linalg.norm(ex / Zx)
             reps[name, i] = (rep, out, err, abs(Z - Zx) / Zx, [])
-    for _ in range(7):  # interleaved repeats, best of
+    for _ in range(15):  # interleaved repeats, best of
         for key, (rep, out, *_, ts) in reps.items():
             t = time.perf_counter(); rep(Y, 1.0, out); ts.append(time.perf_counter() - t)
     for (name, i), (rep, out, err, zerr, ts) in reps.items():

@@ -1,4 +1,12 @@
-"""Prototype: accuracy of interpolation schemes on the FIt-SNE node lattice (numpy, slow)."""
+"""Prototype (numpy, slow, float64): force / Z error of interpolation schemes on the FIt-SNE
+node lattice (spacing = ints_in_interval / p, defaults) against the exact sum.
+
+box3: FIt-SNE's box-local quadratic Lagrange; lag3/4/5: centred Lagrange; keys4: Keys cubic;
+bsp3/bsp4: quadratic/cubic B-spline with the kernel spectrum divided by |B^|^2 (VAR=b: optimal
+influence function, VAR=c: kernel from 2x oversampled samples). PAD = margin nodes per side.
+
+    PAD=2 PYTHONPATH=src python bench/proto_schemes.py box3 lag3 lag4 bsp3 bsp4
+"""
 import sys, numpy as np, scipy.fft
 import turbotsne.gradients.fft as F
 from turbotsne.gradients.exact import exact_repulsion
