@@ -62,6 +62,18 @@ def test_larger_n_matches_exact(d):
     assert err_z <= 1e-2
 
 
+def test_defaults_accurate_at_realistic_extent():
+    # t-SNE embeddings end up 100-200 units across: tight clusters spread over ~150 units.
+    # FIt-SNE's box-local quadratic Lagrange interpolation errs by ~3e-2 here.
+    r = np.random.default_rng(5)
+    centres = r.uniform(-65, 65, size=(10, 2))
+    Y = centres[r.integers(0, 10, 3000)] + r.normal(scale=5, size=(3000, 2))
+    assert 130 < np.ptp(Y, axis=0).max() < 170
+    err_r, err_z = errors(Y, 1.0)
+    assert err_r <= 1e-2
+    assert err_z <= 1e-3
+
+
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_more_interpolation_points_more_accurate(d):
     Y = blobs(1000, d, 2 * SIDES[d], seed=20 + d)
@@ -78,14 +90,15 @@ def test_finer_grid_more_accurate():
     assert fine < 0.2 * coarse
 
 
-@pytest.mark.parametrize("d", [1, 2, 3])
-def test_thread_count_does_not_change_result(d):
+@pytest.mark.parametrize("d, p", [(1, 3), (2, 3), (3, 3), (2, 1), (2, 2), (3, 1)])
+def test_thread_count_does_not_change_result(d, p):
+    # p = 1 spreads in 3 colours of slabs, p >= 2 in 2
     Y = blobs(2000, d, SIDES[d], seed=30 + d)
     results = []
     for n_threads in (1, 2):
         with thread_limit(n_threads):
             out = np.empty_like(Y)
-            Z = FFTRepulsion()(Y, 0.7, out)
+            Z = FFTRepulsion(n_interpolation_points=p)(Y, 0.7, out)
         results.append((out, Z))
     assert np.array_equal(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]

@@ -21,11 +21,14 @@ the tests) dominates the float32 rounding. Weights, the K1 spectrum, the
 Parseval sum and the final ``r`` stay float64.
 
 Grid (openTSNE semantics): the cube ``[lo_k, lo_k + extent]`` per dimension
-(``extent`` = the largest side of the bounding box of ``Y``) is split into
-``n_boxes = max(min_num_intervals, ceil(extent / ints_in_interval))`` boxes per
+(``extent`` = the largest side of the bounding box of ``Y``) is covered by
+``n_boxes = max(min_num_intervals, ceil(extent' / ints_in_interval))`` boxes per
 dimension, each holding ``p = n_interpolation_points`` equispaced nodes, so all
-``M = n_boxes * p`` nodes per dimension are equispaced and the node-to-node sum
-is a discrete (Toeplitz) convolution. Two changes to openTSNE's rule:
+``M = n_boxes * p`` nodes per dimension are equispaced (spacing at most
+``ints_in_interval / p``) and the node-to-node sum is a discrete (Toeplitz)
+convolution. ``extent' = extent + 2 ints_in_interval / p`` leaves one node of margin
+on each side for the interpolation stencils: node ``j`` lies at ``lo + (j - 1/2)
+spacing`` with ``spacing = extent / (M - 2)``. Two more changes to openTSNE's rule:
 
 * ``n_boxes`` is rounded *up* to the next count for which the padded FFT length
   ``2 M`` is 5-smooth (``scipy.fft.next_fast_len``): a finer grid is both more
@@ -34,12 +37,24 @@ is a discrete (Toeplitz) convolution. Two changes to openTSNE's rule:
   small embedding needs no 50^3-box grid (with 24 boxes of at most
   ``ints_in_interval`` the node spacing is as fine as the 2-D rule's).
 
-The node spacing, not the interpolation order, sets the accuracy (measured in
-3-D at a fixed node budget: p = 4, 5, 6 are no better than p = 3), and a
-relative error of ~1e-2 needs a spacing of about 1/3 (``ints_in_interval = 1``,
-p = 3) in 3-D as in 2-D. Widening the boxes instead costs accuracy fast
-(~h^3.3: boxes of width 2 give ~1e-1). So the 3-D rule keeps the 2-D
-resolution while the zero-padded grid ``(2M)^d`` fits :data:`MAX_GRID_NODES`
+Interpolation (not FIt-SNE's): FIt-SNE interpolates each point from the ``p^d``
+nodes of its own box by Lagrange polynomials of degree ``p - 1``; near the box
+edges that extrapolates, and at the defaults (quadratic, spacing 1/3) the
+normalised force has a systematic error of ~3e-2 at the extents t-SNE reaches
+(100-200 units), which costs ~2.5 % in final KL. Here every point is spread to and
+gathered from the ``3^d`` nodes around its *nearest* node with the (centred,
+C^1) quadratic B-spline, the same number of weights as FIt-SNE's p = 3, and the
+kernel spectra are divided by the squared B-spline spectrum ``sinc(w/2)^6`` per
+axis (smooth particle-mesh Ewald's deconvolution; the kernels' spectra decay like
+``exp(-|w|)``, so at spacing 1/3 the grid resolves them and the deconvolution only
+corrects the B-spline's smoothing). ``p`` keeps its meaning: it sets the node
+spacing. Measured (``bench/fft_accuracy_compare.py``: 3,000 of 70k clustered 2-D
+points, extent ~200, dof = 1): force error 2.9e-2 -> 2.2e-3, Z error 2e-3 -> 3e-5
+(p = 4: 8.4e-3 -> 8e-4), at the same cost per call; centred cubic Lagrange (4^d
+weights) gives only ~7e-3, cubic B-splines ~1.5e-3 at 16/9 the weights
+(``bench/proto_schemes.py``).
+
+The node spacing sets the accuracy; the 3-D rule keeps the 2-D resolution while the zero-padded grid ``(2M)^d`` fits :data:`MAX_GRID_NODES`
 (2^26 in 1-D and 2-D, 2^22 ~ 161^3 in 3-D: ~0.1 GB): 3-D extents up to ~25 units,
 2-D up to ~1350.
 
@@ -59,20 +74,22 @@ names the cause and the fixes (``max_step_norm``, Barnes-Hut).
 
 Steps of one call, all kernels numba, all FFTs ``scipy.fft`` with ``workers``:
 
-1. per point (parallel): box, flat base node and the ``p^d`` tensor-product
-   Lagrange weights, computed once and used both for spreading and gathering;
+1. per point (parallel): box (of its stencil's first node), flat base node and
+   the ``3^d`` tensor-product B-spline weights, computed once and used both for
+   spreading and gathering;
 2. a stable counting sort of the points by box (serial, O(n));
-3. spreading (parallel over boxes): a box owns its ``p^d`` nodes -- FIt-SNE
-   boxes share no nodes -- so every node is written by exactly one thread, in
-   point order; no races, no dependence on the thread count;
+3. spreading (parallel over slabs of boxes along axis 0): stencils of
+   neighbouring boxes overlap, so the slabs are coloured (2 colours for p >= 2,
+   3 for p = 1) and the slabs of one colour, whose node rows are disjoint, run in
+   parallel, each in point order; no races, no dependence on the thread count;
 4. per charge channel: a pruned zero-padded FFT (the last axis is padded in
    the grid buffer itself, and the transforms along every other axis skip the
    all-zero lines), multiplication by the kernel spectrum in place, and a
    pruned inverse FFT that only keeps the ``M^d`` useful outputs. The kernel
    is real and even, so its spectrum is real and is computed
    with a DCT-I of the ``(M + 1)^d`` kernel values (a quarter of the work of the
-   padded ``(2 M)^d`` FFT in 2-D); it is cached on the object while the grid
-   size, box width and ``dof`` are unchanged;
+   padded ``(2 M)^d`` FFT in 2-D), times the B-spline deconvolution factors; it is
+   cached on the object while the grid size, node spacing and ``dof`` are unchanged;
 5. gathering (parallel over blocks of points in box order; each point writes its own row).
 
 Results are bit-identical for any number of numba threads.
@@ -99,6 +116,8 @@ MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 22}
 MAX_COARSENING = 64.0
 #: on a capped grid, pairs closer than this many box widths are summed directly.
 NEAR_FIELD_RADIUS = 2.0
+#: nodes per dimension of the interpolation stencil (the quadratic B-spline's support).
+STENCIL = 3
 #: in 3-D, ``min_num_intervals`` is capped at this value.
 MIN_INTERVALS_3D = 24
 #: :class:`FFTReferenceRepulsion` with ``dof > 1``: new points with no reference point
@@ -118,39 +137,43 @@ _COMPLEX = np.complex64
 # numba kernels
 # ---------------------------------------------------------------------------------------
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _interpolation_weights(Y, lo, inv_h, n_boxes, denom, combo, strides, box, base, weights):
-    """Per point: flat box index ``box``, flat base node ``base`` and the tensor-product
-    Lagrange weights ``weights[i, t]`` of the ``p^d`` nodes of its box.
+def _interpolation_weights(Y, origin, inv_h, m_nodes, p, n_boxes, combo, strides, box, base,
+                           weights):
+    """Per point: flat box index ``box``, flat first stencil node ``base`` and the
+    ``3^d`` tensor-product quadratic B-spline weights ``weights[i, t]``.
 
-    ``denom[j]`` is ``prod_{m != j} (u_j - u_m)`` for the nodes ``u_j = (j + 0.5) / p``
-    (in box units); ``combo[t, k]`` is the node digit along dimension ``k`` of node ``t``;
-    ``strides[k]`` the flat stride of grid axis ``k`` (the last axis is zero-padded to 2M).
+    Node ``j`` of axis ``k`` lies at ``origin[k] + j / inv_h``; a point at ``s = (y -
+    origin) * inv_h`` node units has its stencil ``j - 1, j, j + 1`` around the nearest
+    node ``j`` (clamped to ``[1, M - 2]``; the grid leaves a margin, so clamping only
+    absorbs rounding). The 1-D weights at ``x = s - j`` in ``[-1/2, 1/2]`` are
+    ``(1/2 - x)^2 / 2, 3/4 - x^2, (1/2 + x)^2 / 2``. The box of a point is ``(j - 1) // p``
+    per dimension (its stencil's first node row over ``p``); ``combo[t, k]`` is the
+    stencil digit along dimension ``k`` of weight ``t``; ``strides[k]`` the flat stride of
+    grid axis ``k`` (the last axis is zero-padded to 2M).
     """
     n, d = Y.shape
-    p = denom.shape[0]
     n_combo = combo.shape[0]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
-        lw = np.empty((3, 8))  # per-dimension 1-D weights (d <= 3, p <= 8), one per block
+        lw = np.empty((3, 3))  # per-dimension 1-D weights (d <= 3), one per block
         for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             b_flat = 0
             node_flat = 0
             for k in range(d):
-                t = (Y[i, k] - lo[k]) * inv_h
-                b = int(t)
-                if b >= n_boxes:
-                    b = n_boxes - 1
-                if b < 0:
-                    b = 0
-                u = t - b
-                for j in range(p):
-                    num = 1.0
-                    for m in range(p):
-                        if m != j:
-                            num *= u - (m + 0.5) / p
-                    lw[k, j] = num / denom[j]
-                b_flat = b_flat * n_boxes + b
-                node_flat += b * p * strides[k]
+                s = (Y[i, k] - origin[k]) * inv_h
+                j = int(s + 0.5) if s > 0.0 else 0
+                if j > m_nodes - 2:
+                    j = m_nodes - 2
+                if j < 1:
+                    j = 1
+                x = s - j
+                a = 0.5 - x
+                c = 0.5 + x
+                lw[k, 0] = 0.5 * a * a
+                lw[k, 1] = 0.75 - x * x
+                lw[k, 2] = 0.5 * c * c
+                b_flat = b_flat * n_boxes + (j - 1) // p
+                node_flat += (j - 1) * strides[k]
             box[i] = b_flat
             base[i] = node_flat
             for t in range(n_combo):
@@ -178,34 +201,45 @@ def _sort_by_box(box, n_box_total, start, order):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _spread(Y, centre, order, start, n_boxes, p, strides, weights, offset, grid):
+def _spread(Y, centre, order, start, base, n_boxes, n_colours, m_nodes, strides, weights,
+            offset, grid):
     """Charges ``[1, y_1 - c_1, ..., y_d - c_d]`` onto the nodes: ``grid[c, node]``.
 
-    Parallel over boxes; a box owns its nodes (``node0 + offset[t]``), which it
-    zeroes and then accumulates over its points in sorted (point-index) order.
+    Stencils of neighbouring boxes overlap, so the slabs of boxes along axis 0 are
+    coloured: slabs ``b`` and ``b + n_colours`` touch disjoint node rows (a slab of box
+    row ``b`` writes rows ``b p .. b p + p + 1``). Colour by colour, the slabs of one
+    colour run in parallel, each accumulating its points in sorted order. Every node is
+    written by one thread at a time in a fixed order: no races, and the result does not
+    depend on the thread count. In the first phase, a slab ``b`` (colour 0) first zeroes
+    the node rows of the boxes ``b .. b + n_colours - 1``, which hold all it writes (the
+    padding of the last axis is never written and stays zero).
     """
     d = Y.shape[1]
-    n_box_total = start.shape[0] - 1
     n_combo = offset.shape[0]
     n_channels = grid.shape[0]
-    for b in numba.prange(n_box_total):
-        node0 = 0
-        div = 1
-        for k in range(d - 1, -1, -1):
-            node0 += ((b // div) % n_boxes) * p * strides[k]
-            div *= n_boxes
-        for t in range(n_combo):
-            node = node0 + offset[t]
-            for c in range(n_channels):
-                grid[c, node] = 0.0
-        for ii in range(start[b], start[b + 1]):
-            i = order[ii]
-            for t in range(n_combo):
-                node = node0 + offset[t]
-                w = weights[i, t]
-                grid[0, node] += w
-                for k in range(d):
-                    grid[k + 1, node] += w * (Y[i, k] - centre[k])
+    row = strides[0]
+    p = m_nodes // n_boxes
+    slab = 1
+    for _ in range(d - 1):
+        slab *= n_boxes
+    for colour in range(n_colours):
+        n_slabs = (n_boxes - colour + n_colours - 1) // n_colours
+        for q in numba.prange(n_slabs):
+            b0 = colour + q * n_colours
+            if colour == 0:
+                r_end = min(m_nodes, (b0 + n_colours) * p)
+                for c in range(n_channels):
+                    for f in range(b0 * p * row, r_end * row):
+                        grid[c, f] = 0.0
+            for ii in range(start[b0 * slab], start[(b0 + 1) * slab]):
+                i = order[ii]
+                node0 = base[i]
+                for t in range(n_combo):
+                    node = node0 + offset[t]
+                    w = weights[i, t]
+                    grid[0, node] += w
+                    for k in range(d):
+                        grid[k + 1, node] += w * (Y[i, k] - centre[k])
 
 
 @numba.njit(fastmath=FASTMATH, cache=True)
@@ -511,16 +545,19 @@ def _cube_extent(lo, hi):
 
 class _Layout:
     """Index arithmetic of a grid of ``n_boxes^d`` boxes with ``p^d`` nodes each; the last
-    axis of the node grid is zero-padded to ``2M`` (``M = n_boxes * p``)."""
+    axis of the node grid is zero-padded to ``2M`` (``M = n_boxes * p``). ``offset[t]`` is
+    the flat offset of node ``t`` of the ``3^d`` interpolation stencil (digits ``combo``);
+    ``n_colours`` slabs of boxes apart, stencils touch disjoint node rows."""
 
     def __init__(self, d, n_boxes, p):
         self.d, self.n_boxes, self.p = d, n_boxes, p
         self.m_nodes = m = n_boxes * p
+        self.n_colours = 1 + -(-(STENCIL - 1) // p)
         self.shape = (m,) * (d - 1) + (2 * m,)
         strides = np.ones(d, dtype=np.int64)
         for k in range(d - 2, -1, -1):
             strides[k] = strides[k + 1] * self.shape[k + 1]
-        digits = np.indices((p,) * d).reshape(d, -1).T  # (p^d, d), C order
+        digits = np.indices((STENCIL,) * d).reshape(d, -1).T  # (3^d, d), C order
         self.strides = strides
         self.combo = np.ascontiguousarray(digits, dtype=np.int64)
         self.offset = np.ascontiguousarray(digits @ strides, dtype=np.int64)
@@ -529,32 +566,34 @@ class _Layout:
 
 
 class _Interpolation:
-    """Per-point box, flat base node and Lagrange weights of one point set on a grid,
+    """Per-point box, flat base node and B-spline weights of one point set on a grid,
     plus the stable box order (``order``, ``start``) used for spreading and locality."""
 
     def __init__(self):
         self._key = None
 
-    def compute(self, Y, lo, h, layout, denom):
+    def compute(self, Y, origin, spacing, layout):
         n, d = Y.shape
         key = (n, d, layout.n_boxes, layout.p)
         if self._key != key:
             self.box = np.empty(n, dtype=np.int64)
             self.base = np.empty(n, dtype=np.int64)
             self.order = np.empty(n, dtype=np.int64)
-            self.weights = np.empty((n, layout.p ** d))
+            self.weights = np.empty((n, STENCIL ** d))
             self.start = np.empty(layout.n_boxes ** d + 1, dtype=np.int64)
             self._key = key
-        _interpolation_weights(Y, np.ascontiguousarray(lo, dtype=np.float64), 1.0 / h,
-                               layout.n_boxes, denom, layout.combo, layout.strides,
-                               self.box, self.base, self.weights)
+        _interpolation_weights(Y, np.ascontiguousarray(origin, dtype=np.float64),
+                               1.0 / spacing, layout.m_nodes, layout.p, layout.n_boxes,
+                               layout.combo, layout.strides, self.box, self.base,
+                               self.weights)
         _sort_by_box(self.box, layout.n_boxes ** d, self.start, self.order)
 
 
 def _kernel_spectra(d, m_nodes, spacing, dof, workers, k2_dtype, s_cut=0.0):
     """Compact real spectra of K2 (``k2_dtype``) and K1 (float64), ``((M + 1)^(d-1), M + 1)``:
     the DCT-I of the ``(M + 1)^d`` kernel values on the node lattice (their far-field
-    parts if ``s_cut > 0``)."""
+    parts if ``s_cut > 0``), deconvolved by the squared B-spline spectrum (the charges
+    are spread with the B-spline and the potentials gathered with it again)."""
     size = m_nodes + 1
     x2 = (np.arange(size) * spacing) ** 2
     d2 = x2
@@ -569,6 +608,13 @@ def _kernel_spectra(d, m_nodes, spacing, dof, workers, k2_dtype, s_cut=0.0):
     # DCT-I of the (M+1)^d values == real FFT of the even 2M-periodic extension.
     khat2 = scipy.fft.dctn(k2.reshape(shape), type=1, workers=workers, overwrite_x=True)
     khat1 = scipy.fft.dctn(k1.reshape(shape), type=1, workers=workers, overwrite_x=True)
+    # deconvolution: divide by |B^(w)|^2 per axis, B^(w) = sinc(w / 2)^3 the spectrum of
+    # the quadratic B-spline at the frequencies w = pi m / M of the 2M-periodic grid
+    inv_b2 = np.sinc(np.arange(size) / (2.0 * m_nodes)) ** -(2 * STENCIL)
+    for k in range(d):
+        factor = inv_b2.reshape((1,) * k + (size,) + (1,) * (d - 1 - k))
+        khat2 *= factor.astype(khat2.dtype)
+        khat1 *= factor
     return khat2.reshape(-1, size), khat1.reshape(-1, size)
 
 
@@ -615,7 +661,7 @@ def _inverse(spec, layout, workers):
 
 
 class _FFTBase:
-    """Parameters, Lagrange constants and the grid rule shared by the FFT backends."""
+    """Parameters and the grid rule shared by the FFT backends."""
 
     name = "fft"
 
@@ -642,19 +688,25 @@ class _FFTBase:
         self.ints_in_interval = float(ints_in_interval)
         self.n_jobs = n_jobs
         self._workers = effective_n_jobs(n_jobs)
-        nodes = (np.arange(p) + 0.5) / p
-        self._denom = np.array([np.prod([nodes[j] - nodes[m] for m in range(p) if m != j])
-                                for j in range(p)], dtype=np.float64)
         self._layout = None
         self._kernel_key = None
         self._khat = None
 
     def _grid_for(self, lo, hi, d):
-        """``(lo, extent, n_boxes, h)`` of the grid covering the box ``[lo, hi]``."""
+        """``(lo, extent, n_boxes, spacing)`` of the grid covering the box ``[lo, hi]``.
+
+        Node ``j`` lies at ``lo + (j - 1/2) spacing``: the ``M = n_boxes p`` nodes leave a
+        margin of one node on each side of ``[lo, lo + extent]`` for the stencils, which
+        :func:`grid_size` is asked to fit (so the node spacing stays at most
+        ``ints_in_interval / p``)."""
+        p = self.n_interpolation_points
         extent = _cube_extent(lo, hi)
-        n_boxes = grid_size(extent, d, self.n_interpolation_points, self.min_num_intervals,
+        margin = (STENCIL - 1) * self.ints_in_interval / p
+        n_boxes = grid_size(extent + margin, d, p, self.min_num_intervals,
                             self.ints_in_interval)
-        return np.ascontiguousarray(lo, dtype=np.float64), extent, n_boxes, extent / n_boxes
+        n_boxes = max(n_boxes, -(-(STENCIL + 1) // p))  # at least one node inside
+        spacing = extent / (n_boxes * p - (STENCIL - 1))
+        return np.ascontiguousarray(lo, dtype=np.float64), extent, n_boxes, spacing
 
     def _get_layout(self, d, n_boxes):
         lay = self._layout
@@ -725,19 +777,19 @@ class FFTRepulsion(_FFTBase):
         if n < 2:
             out[...] = 0.0
             return 0.0
-        lo, extent, n_boxes, h = self._grid_for(*_finite_bounds(Y), d)
-        p = self.n_interpolation_points
+        lo, extent, n_boxes, spacing = self._grid_for(*_finite_bounds(Y), d)
+        h = spacing * self.n_interpolation_points  # box width
         centre = np.ascontiguousarray(lo + 0.5 * extent)
         layout = self._get_layout(d, n_boxes)
         self._grid_buffers(layout)
         pts = self._points
-        pts.compute(Y, lo, h, layout, self._denom)
-        _spread(Y, centre, pts.order, pts.start, n_boxes, p, layout.strides, pts.weights,
-                layout.offset, self._grid)
+        pts.compute(Y, lo - 0.5 * spacing, spacing, layout)
+        _spread(Y, centre, pts.order, pts.start, pts.base, n_boxes, layout.n_colours,
+                layout.m_nodes, layout.strides, pts.weights, layout.offset, self._grid)
         # boxes wider than ints_in_interval (a capped grid): split off the near field
         split = h > self.ints_in_interval * (1.0 + 1e-12)
         s_cut = (NEAR_FIELD_RADIUS * h) ** 2 if split else 0.0
-        khat2, khat1 = self._kernel_spectra(d, layout.m_nodes, h / p, dof, _REAL, s_cut)
+        khat2, khat1 = self._kernel_spectra(d, layout.m_nodes, spacing, dof, _REAL, s_cut)
         z_total = self._convolve(layout, khat2, khat1)
         _gather(Y, centre, pts.order, pts.base, pts.weights, layout.offset, self._phi, out)
         if not split:
@@ -804,7 +856,7 @@ class FFTReferenceRepulsion(_FFTBase):
         self.reference = R
         self._ref_points = _Interpolation()
         self._points = _Interpolation()
-        self._grid_key = None  # (lo, extent, n_boxes) of the current grid
+        self._grid_key = None  # (lo, extent, n_boxes, spacing) of the current grid
         self._grid_id = 0  # counts the grids chosen so far
         self._charges = None  # spread reference charges on the current grid
         self._phi_key = None  # (grid id, dof) of the cached potentials
@@ -817,28 +869,29 @@ class FFTReferenceRepulsion(_FFTBase):
         lo = np.minimum(lo_y, self._ref_bounds[0])
         hi = np.maximum(hi_y, self._ref_bounds[1])
         self._grid_key = self._charges = self._phi_key = self._phi = None
-        lo, extent, n_boxes, h = self._grid_for(lo, hi, d)
+        lo, extent, n_boxes, spacing = self._grid_for(lo, hi, d)
         layout = self._get_layout(d, n_boxes)
         pts = self._ref_points
-        pts.compute(R, lo, h, layout, self._denom)
+        pts.compute(R, lo - 0.5 * spacing, spacing, layout)
         charges = np.zeros((d + 1, layout.size))
-        _spread(R, lo + 0.5 * extent, pts.order, pts.start, n_boxes, layout.p,
-                layout.strides, pts.weights, layout.offset, charges)
+        _spread(R, lo + 0.5 * extent, pts.order, pts.start, pts.base, n_boxes,
+                layout.n_colours, layout.m_nodes, layout.strides, pts.weights, layout.offset,
+                charges)
         self._charges = charges
         # boxes with a reference point within ISOLATION_RADIUS boxes-rounded-up (for dof > 1)
         occupied = (np.diff(pts.start) > 0).reshape((n_boxes,) * d)
-        reach = int(math.ceil(ISOLATION_RADIUS / (extent / n_boxes)))
+        reach = int(math.ceil(ISOLATION_RADIUS / (spacing * layout.p)))
         self._near = scipy.ndimage.maximum_filter(occupied, size=2 * reach + 1,
                                                   mode="constant").reshape(-1)
-        self._grid_key = (lo, extent, n_boxes)
+        self._grid_key = (lo, extent, n_boxes, spacing)
         self._grid_id += 1
 
     def _potentials(self, dof):
         """Node potentials ``phi[c] = K2 * q_c`` (c <= d) and ``phi[d + 1] = K1 * q_0``."""
-        lo, extent, n_boxes = self._grid_key
+        spacing = self._grid_key[3]
         layout = self._layout
         d, m = layout.d, layout.m_nodes
-        khat2, khat1 = self._kernel_spectra(d, m, extent / n_boxes / layout.p, dof, np.float64)
+        khat2, khat1 = self._kernel_spectra(d, m, spacing, dof, np.float64)
         phi = np.empty((d + 2, layout.size))
         spec = np.empty(layout.spec_shape, dtype=np.complex128)
         for c in range(d + 1):
@@ -875,10 +928,10 @@ class FFTReferenceRepulsion(_FFTBase):
             self._phi_key = None
             self._phi = self._potentials(dof)
             self._phi_key = (self._grid_id, dof)
-        lo, extent, n_boxes = self._grid_key
+        lo, extent, n_boxes, spacing = self._grid_key
         layout = self._layout
         pts = self._points
-        pts.compute(Y, lo, extent / n_boxes, layout, self._denom)
+        pts.compute(Y, lo - 0.5 * spacing, spacing, layout)
         _gather_reference(Y, lo + 0.5 * extent, pts.base, pts.weights, layout.offset,
                           self._phi, out, z)
         if dof > 1.0:
