@@ -42,6 +42,16 @@ def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, ou
     n, k = sq_distances.shape
     target = np.log(perplexity)
     for i in numba.prange(n):
+        # Distances are shifted by the row's smallest one (self excluded): the
+        # probabilities and the entropy are unchanged, but the largest kernel
+        # value is exp(0) = 1, so the sum never underflows (a sum of 0 or a
+        # subnormal sum gave 0/0 = NaN for tiny perplexities and huge scales).
+        shift = np.inf
+        for j in range(k):
+            if not (skip_self and j == i) and sq_distances[i, j] < shift:
+                shift = sq_distances[i, j]
+        if shift == np.inf:
+            shift = 0.0
         beta = 1.0
         beta_min = -np.inf
         beta_max = np.inf
@@ -51,7 +61,7 @@ def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, ou
                 if skip_self and j == i:
                     out[i, j] = 0.0
                 else:
-                    v = np.exp(-sq_distances[i, j] * beta)
+                    v = np.exp(-(sq_distances[i, j] - shift) * beta)
                     out[i, j] = v
                     s += v
             if s == 0.0:
@@ -59,7 +69,7 @@ def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, ou
             sd = 0.0
             for j in range(k):
                 out[i, j] /= s
-                sd += sq_distances[i, j] * out[i, j]
+                sd += (sq_distances[i, j] - shift) * out[i, j]
             entropy = np.log(s) + beta * sd
             diff = entropy - target
             if np.abs(diff) <= tol:
