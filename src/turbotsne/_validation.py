@@ -29,7 +29,8 @@ def check_scalar(value, name, owner, kind, low=None, high=None, closed="neither"
     is_int = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     is_real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     ok_type = is_int if kind is int else is_real
-    ok = ok_type and not (is_real and np.isnan(value))
+    # inf is outside every range written here ('(0.0, inf)' is open at inf): it would reach the kernels
+    ok = ok_type and not (is_real and not np.isfinite(value))
     if ok:
         if low is not None and (value < low or (value == low and closed not in ("left", "both"))):
             ok = False
@@ -100,10 +101,14 @@ def check_bool(value, name, owner):
     return bool(value)
 
 
-def check_verbose(value, owner):
-    if not isinstance(value, (bool, np.bool_, numbers.Integral)):
-        raise ValueError(f"The 'verbose' parameter of {owner} must be a bool. Got {value!r} instead.")
-    return value
+def check_verbose(value, owner, hooks=False):
+    """A bool (or int); with ``hooks`` also None or a progress hook with ``start``/``update``/``close``."""
+    if isinstance(value, (bool, np.bool_, numbers.Integral)):
+        return value
+    if hooks and (value is None or all(hasattr(value, a) for a in ("start", "update", "close"))):
+        return value
+    extra = ", None or a progress hook (start, update, close)" if hooks else ""
+    raise ValueError(f"The 'verbose' parameter of {owner} must be a bool{extra}. Got {value!r} instead.")
 
 
 def check_metric(metric, metric_params, owner):

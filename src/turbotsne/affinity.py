@@ -146,13 +146,12 @@ def _check_positive(value, name, owner):
 
 
 def _check_finite_positive(value, name, owner):
-    return check_scalar(value, name, owner, float, low=0.0, high=np.finfo(np.float64).max, closed="right")
+    return check_scalar(value, name, owner, float, low=0.0)
 
 
 def _check_perplexity_value(perplexity, owner):
     """A positive, finite perplexity (``inf`` would ask for infinitely many neighbours)."""
-    return check_scalar(perplexity, "perplexity", owner, float, low=0.0, high=np.finfo(np.float64).max,
-                        closed="right")
+    return check_scalar(perplexity, "perplexity", owner, float, low=0.0)
 
 
 def _check_perplexities(perplexities, owner):

@@ -125,7 +125,7 @@ class _Embedding:
         n_iter = check_scalar(n_iter, "n_iter", owner, int, low=0, closed="left")
         check_bool(inplace, "inplace", owner)
         check_bool(propagate_exception, "propagate_exception", owner)
-        check_verbose(params["verbose"], owner)
+        check_verbose(params["verbose"], owner, hooks=True)
         check_scalar(params["min_grad_norm"], "min_grad_norm", owner, float, low=0.0, closed="left", allow_none=True)
         check_scalar(params["n_iter_without_progress"], "n_iter_without_progress", owner, int, low=1, closed="left",
                      allow_none=True)
@@ -241,7 +241,7 @@ class TSNEEmbedding(_Embedding):
         """
         from .initialization import from_array
 
-        owner = f"{type(self).__name__}.prepare_partial"
+        owner = "prepare_partial"  # the name existing messages (and callers matching them) use
         k = check_scalar(k, "k", owner, int, low=1, closed="left")
         if not isinstance(initialization, (np.ndarray, list, tuple)):
             check_option(initialization, "initialization", owner, ("median", "weighted"))
@@ -274,8 +274,7 @@ class TSNEEmbedding(_Embedding):
             ``np.asarray`` of it gives the coordinates of the new points.
         """
         owner = f"{type(self).__name__}.transform"
-        perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0, high=np.finfo(float).max,
-                                  closed="right")
+        perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0)
         check_scalar(learning_rate, "learning_rate", owner, float, low=0.0, options=("auto",))
         check_scalar(early_exaggeration, "early_exaggeration", owner, float, low=0.0, allow_none=True)
         check_scalar(exaggeration, "exaggeration", owner, float, low=0.0, allow_none=True)
