@@ -29,7 +29,8 @@ def check_scalar(value, name, owner, kind, low=None, high=None, closed="neither"
     is_int = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     is_real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     ok_type = is_int if kind is int else is_real
-    ok = ok_type and not (is_real and np.isnan(value))
+    # inf is outside every range written here ('(0.0, inf)' is open at inf): it would reach the kernels
+    ok = ok_type and not (is_real and not np.isfinite(value))
     if ok:
         if low is not None and (value < low or (value == low and closed not in ("left", "both"))):
             ok = False
@@ -92,3 +93,57 @@ def check_gradient_options(owner, *, dof, theta, n_interpolation_points, min_num
     check_scalar(max_step_norm, "max_step_norm", owner, float, low=0.0, allow_none=True)
     check_scalar(callbacks_every_iters, "callbacks_every_iters", owner, int, low=1, closed="left")
     check_n_jobs(n_jobs, owner)
+
+
+def check_bool(value, name, owner):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"The {name!r} parameter of {owner} must be a bool. Got {value!r} instead.")
+    return bool(value)
+
+
+def check_verbose(value, owner, hooks=False):
+    """A bool (or int); with ``hooks`` also None or a progress hook with ``start``/``update``/``close``."""
+    if isinstance(value, (bool, np.bool_, numbers.Integral)):
+        return value
+    if hooks and (value is None or all(hasattr(value, a) for a in ("start", "update", "close"))):
+        return value
+    extra = ", None or a progress hook (start, update, close)" if hooks else ""
+    raise ValueError(f"The 'verbose' parameter of {owner} must be a bool{extra}. Got {value!r} instead.")
+
+
+def check_metric(metric, metric_params, owner):
+    if not (isinstance(metric, str) or callable(metric)):
+        raise ValueError(f"The 'metric' parameter of {owner} must be a str or a callable. Got {metric!r} instead.")
+    if metric_params is not None and not isinstance(metric_params, dict):
+        raise ValueError(
+            f"The 'metric_params' parameter of {owner} must be a dict or None. Got {metric_params!r} instead.")
+
+
+def check_neighbors(method, owner, options, param="method"):
+    """``method`` is a ``KNNIndex`` instance or one of ``options``."""
+    from .neighbors import KNNIndex
+
+    if isinstance(method, KNNIndex):
+        return method
+    if not isinstance(method, str) or method.lower() not in options:
+        raise ValueError(
+            f"The {param!r} parameter of {owner} must be a KNNIndex or a str among {sorted(set(options))}. "
+            f"Got {method!r} instead.")
+    return method
+
+
+def check_data(X, owner, *, min_samples=2, name="X"):
+    """A 2-D float array (CSR kept sparse) without NaN or inf, with at least ``min_samples`` rows.
+
+    Integer and boolean input is converted to float64, float32 kept; the
+    caller's array is never modified (a converted copy, or the array itself
+    for read-only use).
+    """
+    from sklearn.utils import check_array
+
+    kw = dict(accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=min_samples,
+              input_name=name, estimator=owner)
+    try:
+        return check_array(X, ensure_all_finite=True, **kw)
+    except TypeError:  # pragma: no cover - scikit-learn < 1.6
+        return check_array(X, force_all_finite=True, **kw)

@@ -21,8 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._config import FASTMATH, thread_limit
-from ._validation import check_scalar
-from .neighbors import Exact, get_knn_index
+from ._validation import check_bool, check_data, check_metric, check_n_jobs, check_neighbors, check_scalar, check_verbose
+from .neighbors import NEIGHBORS_METHODS, Exact, KNNIndex, get_knn_index
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,16 @@ def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, ou
     n, k = sq_distances.shape
     target = np.log(perplexity)
     for i in numba.prange(n):
+        # Distances are shifted by the row's smallest one (self excluded): the
+        # probabilities and the entropy are unchanged, but the largest kernel
+        # value is exp(0) = 1, so the sum never underflows (a sum of 0 or a
+        # subnormal sum gave 0/0 = NaN for tiny perplexities and huge scales).
+        shift = np.inf
+        for j in range(k):
+            if not (skip_self and j == i) and sq_distances[i, j] < shift:
+                shift = sq_distances[i, j]
+        if shift == np.inf:
+            shift = 0.0
         beta = 1.0
         beta_min = -np.inf
         beta_max = np.inf
@@ -51,7 +61,7 @@ def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, ou
                 if skip_self and j == i:
                     out[i, j] = 0.0
                 else:
-                    v = np.exp(-sq_distances[i, j] * beta)
+                    v = np.exp(-(sq_distances[i, j] - shift) * beta)
                     out[i, j] = v
                     s += v
             if s == 0.0:
@@ -59,7 +69,7 @@ def _perplexity_bisection(sq_distances, skip_self, perplexity, tol, max_iter, ou
             sd = 0.0
             for j in range(k):
                 out[i, j] /= s
-                sd += sq_distances[i, j] * out[i, j]
+                sd += (sq_distances[i, j] - shift) * out[i, j]
             entropy = np.log(s) + beta * sd
             diff = entropy - target
             if np.abs(diff) <= tol:
@@ -123,7 +133,7 @@ def check_perplexity(perplexity, n_samples):
     if n_samples - 1 < 3 * perplexity:
         new = max((n_samples - 1) / 3, 1e-3)
         warnings.warn(
-            f"Perplexity value {perplexity} is too high for {n_samples} samples; "
+            f"Perplexity value {perplexity:g} is too high for {n_samples} samples; "
             f"using perplexity {new:.2f} instead.",
             stacklevel=3,
         )
@@ -133,6 +143,27 @@ def check_perplexity(perplexity, n_samples):
 
 def _check_positive(value, name, owner):
     return check_scalar(value, name, owner, float, low=0.0)
+
+
+def _check_finite_positive(value, name, owner):
+    return check_scalar(value, name, owner, float, low=0.0)
+
+
+def _check_perplexity_value(perplexity, owner):
+    """A positive, finite perplexity (``inf`` would ask for infinitely many neighbours)."""
+    return check_scalar(perplexity, "perplexity", owner, float, low=0.0)
+
+
+def _check_perplexities(perplexities, owner):
+    try:
+        values = np.atleast_1d(np.asarray(perplexities, dtype=np.float64))
+    except (TypeError, ValueError):
+        values = None
+    if values is None or values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) \
+            or not np.all(values > 0):
+        raise ValueError(f"The 'perplexities' parameter of {owner} must be a non-empty list of positive, finite "
+                         f"floats. Got {perplexities!r} instead.")
+    return values
 
 
 def _rows_to_csr(values, indices, n_cols):
@@ -177,6 +208,18 @@ class _NeighborAffinities(Affinities):
     probabilities, and ``_k(n)``, the neighbours each point needs.
     """
 
+    @staticmethod
+    def _check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose):
+        """Validate what every neighbour-based class takes; returns the checked data."""
+        check_neighbors(method, owner, NEIGHBORS_METHODS)
+        check_metric(metric, metric_params, owner)
+        check_n_jobs(n_jobs, owner)
+        check_verbose(verbose, owner)
+        if knn_index is not None and not isinstance(knn_index, KNNIndex):
+            raise ValueError(f"The 'knn_index' parameter of {owner} must be a KNNIndex or None. "
+                             f"Got {knn_index!r} instead.")
+        return check_data(data, owner)
+
     def _build(self, data, method, metric, metric_params, n_jobs, random_state, knn_index, k):
         self.n_jobs = n_jobs
         self.knn_index = knn_index if knn_index is not None else get_knn_index(
@@ -190,13 +233,24 @@ class _NeighborAffinities(Affinities):
     def _params(self):
         return {}
 
+    def _check_params(self, params, owner):
+        return params
+
     def to_new(self, data, k=None, return_distances=False, **params):
         """Affinities of new points to the reference (rows sum to 1; not symmetrised).
 
         ``params`` override the class's kernel parameters (e.g. ``perplexity``);
         ``k`` neighbours are queried (default: as many as the kernel needs).
         """
-        params = {**self._params(), **params}
+        owner = f"{type(self).__name__}.to_new"
+        unknown = set(params) - set(self._params())
+        if unknown:
+            raise TypeError(f"{owner} got unexpected parameters {sorted(unknown)}; "
+                            f"allowed: {sorted(self._params())}.")
+        params = {**self._params(), **{k_: v for k_, v in params.items() if v is not None}}
+        params = self._check_params(params, owner)
+        if k is not None:
+            k = check_scalar(k, "k", owner, int, low=1, closed="left")
         n_ref = self.n_samples
         need = min(n_ref, self._k_for(params))
         k_query = need if k is None else max(need, min(int(k), n_ref))
@@ -219,18 +273,24 @@ class PerplexityBasedNN(_NeighborAffinities):
 
     def __init__(self, data, perplexity=30, method="auto", metric="euclidean", metric_params=None,
                  n_jobs=1, random_state=None, k_neighbors="auto", knn_index=None, verbose=False):
+        owner = type(self).__name__
+        perplexity = _check_perplexity_value(perplexity, owner)
+        k_neighbors = check_scalar(k_neighbors, "k_neighbors", owner, int, low=1, closed="left", options=("auto",))
+        data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose)
         n = data.shape[0]
-        _check_positive(perplexity, "perplexity", type(self).__name__)
         self.perplexity = check_perplexity(perplexity, n)
         if k_neighbors == "auto":
             k = min(n - 1, int(3 * self.perplexity))
         else:
-            k = min(n - 1, check_scalar(k_neighbors, "k_neighbors", type(self).__name__, int, low=1,
-                                        closed="left", options=("auto",)))
+            k = min(n - 1, k_neighbors)
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
 
     def _params(self):
         return {"perplexity": self.perplexity}
+
+    @staticmethod
+    def _check_params(params, owner):
+        return {"perplexity": _check_perplexity_value(params["perplexity"], owner)}
 
     @staticmethod
     def _k_for(params):
@@ -246,13 +306,18 @@ class FixedSigmaNN(_NeighborAffinities):
 
     def __init__(self, data, sigma, k=30, method="auto", metric="euclidean", metric_params=None,
                  n_jobs=1, random_state=None, knn_index=None, verbose=False):
-        self.sigma = _check_positive(sigma, "sigma", "FixedSigmaNN")
+        self.sigma = _check_finite_positive(sigma, "sigma", "FixedSigmaNN")
         self.k = check_scalar(k, "k", "FixedSigmaNN", int, low=1, closed="left")
+        data = self._check_common("FixedSigmaNN", data, method, metric, metric_params, n_jobs, knn_index, verbose)
         k = min(data.shape[0] - 1, self.k)
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
 
     def _params(self):
         return {"sigma": self.sigma}
+
+    @staticmethod
+    def _check_params(params, owner):
+        return {"sigma": _check_finite_positive(params["sigma"], "sigma", owner)}
 
     def _k_for(self, params):
         return self.k
@@ -268,6 +333,7 @@ class Uniform(_NeighborAffinities):
     def __init__(self, data, k_neighbors=30, method="auto", metric="euclidean", metric_params=None,
                  n_jobs=1, random_state=None, knn_index=None, verbose=False):
         self.k_neighbors = check_scalar(k_neighbors, "k_neighbors", "Uniform", int, low=1, closed="left")
+        data = self._check_common("Uniform", data, method, metric, metric_params, n_jobs, knn_index, verbose)
         k = min(data.shape[0] - 1, self.k_neighbors)
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
 
@@ -285,18 +351,20 @@ class MultiscaleMixture(_NeighborAffinities):
 
     def __init__(self, data, perplexities, method="auto", metric="euclidean", metric_params=None,
                  n_jobs=1, random_state=None, knn_index=None, verbose=False):
-        n = data.shape[0]
         owner = type(self).__name__
-        perplexities = np.atleast_1d(np.asarray(perplexities, dtype=np.float64))
-        if perplexities.size == 0 or not np.all(perplexities > 0):
-            raise ValueError(f"The 'perplexities' parameter of {owner} must be a non-empty list of positive floats. "
-                             f"Got {perplexities.tolist()!r} instead.")
+        perplexities = _check_perplexities(perplexities, owner)
+        data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose)
+        n = data.shape[0]
         self.perplexities = [check_perplexity(float(p), n) for p in perplexities]
         k = min(n - 1, int(3 * max(self.perplexities)))
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
 
     def _params(self):
         return {"perplexities": self.perplexities}
+
+    @staticmethod
+    def _check_params(params, owner):
+        return {"perplexities": [float(p) for p in _check_perplexities(params["perplexities"], owner)]}
 
     @staticmethod
     def _k_for(params):
@@ -321,19 +389,52 @@ class Multiscale(MultiscaleMixture):
         return sum(conds) / len(conds)
 
 
+#: the most points the dense exact method accepts: its P is N x N float64 (20,000 points: 3.2 GB, and the
+#: exact gradient costs O(N^2) per iteration). Raise it (or pass ``allow_large=True`` to
+#: :class:`PerplexityBasedDense`) to go beyond; ``negative_gradient_method="bh"``/``"fft"`` need O(N k) memory.
+EXACT_MAX_SAMPLES = 20_000
+
+
+def check_exact_size(n_samples, owner, allow_large=False):
+    """Refuse the dense exact method above :data:`EXACT_MAX_SAMPLES` points unless ``allow_large``."""
+    if n_samples > EXACT_MAX_SAMPLES and not allow_large:
+        gb = n_samples ** 2 * 8 / 1e9
+        raise ValueError(
+            f"{owner}: negative_gradient_method='exact' stores a dense {n_samples} x {n_samples} affinity matrix "
+            f"({gb:.1f} GB) and costs O(N^2) per iteration; it is limited to {EXACT_MAX_SAMPLES} samples. "
+            f"Use negative_gradient_method='bh' or 'fft', or raise turbotsne.affinity.EXACT_MAX_SAMPLES "
+            f"to allow it.")
+
+
 class PerplexityBasedDense(Affinities):
     """Gaussian affinities over all pairs (dense P): scikit-learn's exact method.
 
-    ``O(N^2)`` memory; used by ``negative_gradient_method="exact"``. New
-    points are related to the reference through an exact kNN index over the
-    stored reference data (``3 * perplexity`` neighbours, as the sparse path).
+    ``O(N^2)`` memory; used by ``negative_gradient_method="exact"``. Refuses
+    more than :data:`EXACT_MAX_SAMPLES` points unless ``allow_large=True``.
+    New points are related to the reference through an exact kNN index over
+    the stored reference data (``3 * perplexity`` neighbours, as the sparse path).
+    With ``metric="precomputed"``, ``data`` is a dense square distance matrix.
     """
 
-    def __init__(self, data, perplexity=30, metric="euclidean", metric_params=None, n_jobs=1):
+    def __init__(self, data, perplexity=30, metric="euclidean", metric_params=None, n_jobs=1, *,
+                 allow_large=False):
         from sklearn.metrics import pairwise_distances
 
+        owner = type(self).__name__
+        perplexity = _check_perplexity_value(perplexity, owner)
+        check_metric(metric, metric_params, owner)
+        check_n_jobs(n_jobs, owner)
+        check_bool(allow_large, "allow_large", owner)
+        if metric == "precomputed" and sp.issparse(data):
+            raise ValueError(f"{owner} needs a dense square distance matrix with metric='precomputed' (a sparse "
+                             "kNN graph lacks the other pairs); use negative_gradient_method='bh' or 'fft'.")
+        data = check_data(data, owner)
         n = data.shape[0]
-        _check_positive(perplexity, "perplexity", type(self).__name__)
+        check_exact_size(n, owner, allow_large)
+        if metric == "precomputed":
+            if data.shape[0] != data.shape[1] or np.any(data < 0):
+                raise ValueError(f"With metric='precomputed', {owner} needs a square matrix of non-negative "
+                                 f"distances; got shape {data.shape}.")
         self.perplexity = check_perplexity(perplexity, n)
         self.n_jobs = n_jobs
         self.metric, self.metric_params = metric, metric_params
@@ -356,6 +457,7 @@ class PerplexityBasedDense(Affinities):
                                         perplexity=perplexity)
 
     _k_for = staticmethod(PerplexityBasedNN._k_for)
+    _check_params = staticmethod(PerplexityBasedNN._check_params)
 
     def _params(self):
         return {"perplexity": self.perplexity}
@@ -372,6 +474,7 @@ class PrecomputedAffinities(Affinities):
     """
 
     def __init__(self, affinities, normalize=True):
+        check_bool(normalize, "normalize", "PrecomputedAffinities")
         P = sp.csr_matrix(affinities, dtype=np.float64)
         if P.shape[0] != P.shape[1]:
             raise ValueError(f"The 'affinities' matrix must be square; got shape {P.shape}.")

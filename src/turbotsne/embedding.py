@@ -23,7 +23,8 @@ import pickle
 import numpy as np
 
 from . import gradients
-from ._validation import check_callbacks, check_gradient_options, check_option, check_scalar
+from ._validation import (check_bool, check_callbacks, check_gradient_options, check_option, check_scalar,
+                          check_verbose)
 from .callbacks import make_progress
 from .optimizer import OptimizationInterrupt, OptimizerState, gradient_descent, resolve_learning_rate
 
@@ -45,9 +46,15 @@ class _Embedding:
 
     def __init__(self, embedding, random_state=None, **gradient_descent_params):
         _check_keys(gradient_descent_params, type(self).__name__)
-        self.embedding = np.array(embedding, dtype=np.float64, order="C", copy=True)
-        if self.embedding.ndim != 2:
-            raise ValueError(f"The embedding must be a 2-D array, got shape {self.embedding.shape}.")
+        try:
+            self.embedding = np.array(embedding, dtype=np.float64, order="C", copy=True)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"The embedding must be a 2-D array of numbers; got {type(embedding).__name__}.") from e
+        if self.embedding.ndim != 2 or self.embedding.shape[1] < 1:
+            raise ValueError(f"The embedding must be a 2-D array with at least one column, got shape "
+                             f"{self.embedding.shape}.")
+        if not np.all(np.isfinite(self.embedding)):
+            raise ValueError("The embedding contains NaN or infinity.")
         self.random_state = random_state
         self.gradient_descent_params = {**_GRADIENT_DEFAULTS, **gradient_descent_params}
         self.optimizer_state = OptimizerState(self.embedding.shape)
@@ -116,6 +123,12 @@ class _Embedding:
         params = {**self.gradient_descent_params, **gradient_descent_params}
         owner = f"{type(self).__name__}.optimize"
         n_iter = check_scalar(n_iter, "n_iter", owner, int, low=0, closed="left")
+        check_bool(inplace, "inplace", owner)
+        check_bool(propagate_exception, "propagate_exception", owner)
+        check_verbose(params["verbose"], owner, hooks=True)
+        check_scalar(params["min_grad_norm"], "min_grad_norm", owner, float, low=0.0, closed="left", allow_none=True)
+        check_scalar(params["n_iter_without_progress"], "n_iter_without_progress", owner, int, low=1, closed="left",
+                     allow_none=True)
         exaggeration = check_scalar(exaggeration, "exaggeration", owner, float, low=0.0, allow_none=True) or 1.0
         momentum = check_scalar(momentum, "momentum", owner, float, low=0.0, high=1.0, closed="left")
         learning_rate = check_scalar(learning_rate, "learning_rate", owner, float, low=0.0, options=("auto",))
@@ -144,11 +157,14 @@ class _Embedding:
                 progress=make_progress(params["verbose"], exaggeration))
         except OptimizationInterrupt as ex:
             log.warning("Optimisation interrupted; keeping the last embedding")
+            target.kl_divergence = ex.error
+            target.n_iter += ex.n_iter
+            target.learning_rate = lr
             if propagate_exception:
                 raise
-            kl, done = ex.error, None
+            return target
         target.kl_divergence = kl
-        target.n_iter += n_iter if done is None else done
+        target.n_iter += done
         target.learning_rate = lr
         return target
 
@@ -187,6 +203,9 @@ class TSNEEmbedding(_Embedding):
 
     def __init__(self, embedding, affinities, random_state=None, **gradient_descent_params):
         super().__init__(embedding, random_state=random_state, **gradient_descent_params)
+        if getattr(affinities, "P", None) is None:
+            raise ValueError(f"The 'affinities' parameter of TSNEEmbedding must be an Affinities object with a P "
+                             f"matrix. Got {type(affinities).__name__} instead.")
         if affinities.P.shape[0] != self.embedding.shape[0]:
             raise ValueError(f"The affinities hold {affinities.P.shape[0]} points but the embedding "
                              f"{self.embedding.shape[0]}.")
@@ -222,13 +241,15 @@ class TSNEEmbedding(_Embedding):
         """
         from .initialization import from_array
 
-        k = check_scalar(k, "k", "prepare_partial", int, low=1, closed="left")
+        owner = "prepare_partial"  # the name existing messages (and callers matching them) use
+        k = check_scalar(k, "k", owner, int, low=1, closed="left")
+        if not isinstance(initialization, (np.ndarray, list, tuple)):
+            check_option(initialization, "initialization", owner, ("median", "weighted"))
         P, indices, _ = self.affinities.to_new(X, k=k, return_distances=True, **affinity_params)
         n_new, d = P.shape[0], self.embedding.shape[1]
         if isinstance(initialization, (np.ndarray, list, tuple)):
             Y0 = from_array(initialization, n_new, d)
         else:
-            check_option(initialization, "initialization", "prepare_partial", ("median", "weighted"))
             if initialization == "median":
                 Y0 = np.median(self.embedding[indices[:, :k]], axis=1)
             else:
@@ -252,6 +273,23 @@ class TSNEEmbedding(_Embedding):
         PartialTSNEEmbedding
             ``np.asarray`` of it gives the coordinates of the new points.
         """
+        owner = f"{type(self).__name__}.transform"
+        perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0)
+        check_scalar(learning_rate, "learning_rate", owner, float, low=0.0, options=("auto",))
+        check_scalar(early_exaggeration, "early_exaggeration", owner, float, low=0.0, allow_none=True)
+        check_scalar(exaggeration, "exaggeration", owner, float, low=0.0, allow_none=True)
+        check_scalar(early_exaggeration_iter, "early_exaggeration_iter", owner, int, low=0, closed="left")
+        check_scalar(n_iter, "n_iter", owner, int, low=0, closed="left")
+        check_scalar(initial_momentum, "initial_momentum", owner, float, low=0.0, high=1.0, closed="left")
+        check_scalar(final_momentum, "final_momentum", owner, float, low=0.0, high=1.0, closed="left")
+        check_scalar(max_grad_norm, "max_grad_norm", owner, float, low=0.0, allow_none=True)
+        check_scalar(max_step_norm, "max_step_norm", owner, float, low=0.0, allow_none=True)
+        _check_keys(gradient_descent_params, owner)
+        params = {**self.gradient_descent_params, **gradient_descent_params}
+        check_gradient_options(owner, **{k_: params[k_] for k_ in (
+            "dof", "theta", "n_interpolation_points", "min_num_intervals", "ints_in_interval",
+            "max_grad_norm", "max_step_norm", "callbacks_every_iters", "n_jobs")})
+        gradients.canonical_method(params["negative_gradient_method"])
         partial = self.prepare_partial(X, initialization=initialization, k=k, perplexity=perplexity)
         partial.gradient_descent_params.update(max_grad_norm=max_grad_norm, max_step_norm=max_step_norm)
         try:

@@ -8,7 +8,6 @@ phases (early exaggeration, then the normal regime).
 from __future__ import annotations
 
 import logging
-import numbers
 import warnings
 
 import numpy as np
@@ -17,9 +16,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from . import gradients, initialization
-from ._validation import check_callbacks, check_gradient_options, check_option, check_scalar
+from ._validation import check_callbacks, check_gradient_options, check_option, check_scalar, check_verbose
+from . import affinity as _affinity
 from .affinity import PerplexityBasedDense, PerplexityBasedNN
 from .embedding import TSNEEmbedding
+from .optimizer import OptimizationInterrupt
 from .neighbors import KNNIndex
 
 try:  # scikit-learn >= 1.6
@@ -50,6 +51,35 @@ class TSNE(TransformerMixin, BaseEstimator):
         as in openTSNE).
     min_grad_norm : float or None, default=None
         Stop when the gradient norm falls below this value (off by default).
+
+    Input and edge cases
+    --------------------
+    ``X`` is a 2-D array (float32/float64 kept; int and bool converted to
+    float64; any memory order; a pandas DataFrame; a scipy sparse matrix) and
+    is never modified, nor is an ``initialization`` array. NaN or inf raise a
+    ``ValueError`` ("Input X contains NaN."), so do fewer than 2 samples.
+    Duplicate points, constant columns and all-identical rows give a finite
+    embedding. A perplexity with ``3 * perplexity > N - 1`` is reduced to
+    ``(N - 1) / 3`` with a warning.
+
+    **N = 2 and N = 3** are accepted and give a trivial but finite, centred
+    embedding: with 2 points P is 1/2 for the single pair whatever X is, so the
+    KL divergence is 0 for any two distinct positions and the result is only the
+    (symmetric) initial pair moved along its line; with 3 points each point's
+    affinity goes to its nearest neighbour (perplexity 2/3). PCA
+    initialisation needs more than ``n_components`` samples and falls back to
+    random initialisation (with a warning) below that.
+
+    ``negative_gradient_method="exact"`` stores a dense N x N P and is refused
+    above ``turbotsne.affinity.EXACT_MAX_SAMPLES`` (20,000) samples with a
+    ``ValueError`` pointing to "bh" / "fft"; raise that constant to allow it.
+
+    Ctrl-C (``KeyboardInterrupt``, also raised from a callback) during the
+    optimisation raises :class:`turbotsne.OptimizationInterrupt`; its
+    ``final_embedding`` holds the positions reached and its
+    ``tsne_embedding`` the :class:`TSNEEmbedding` (affinities, neighbour index
+    and optimiser state intact), which can be optimised further. The
+    estimator is left unfitted.
 
     Attributes
     ----------
@@ -126,14 +156,15 @@ class TSNE(TransformerMixin, BaseEstimator):
             check_option(self.neighbors, "neighbors", o, _NEIGHBORS)
         gradients.canonical_method(self.negative_gradient_method)
         check_callbacks(self.callbacks, o)
-        if not isinstance(self.verbose, (bool, numbers.Integral)):
-            raise ValueError(f"The 'verbose' parameter of TSNE must be a bool. Got {self.verbose!r} instead.")
+        check_verbose(self.verbose, o)
         check_scalar(self.n_iter_without_progress, "n_iter_without_progress", o, int, low=1, closed="left",
                      allow_none=True)
         check_scalar(self.min_grad_norm, "min_grad_norm", o, float, low=0.0, closed="left", allow_none=True)
 
     def _check_X(self, X, reset):
-        kwargs = dict(accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=2 if reset else 1)
+        # C order: the result must not depend on the memory layout (BLAS in PCA rounds differently for F order)
+        kwargs = dict(accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
+                      ensure_min_samples=2 if reset else 1)
         if _validate_data is not None:
             X = _validate_data(self, X, reset=reset, **kwargs)
         else:  # pragma: no cover
@@ -166,6 +197,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         method = gradients.canonical_method(self.negative_gradient_method)
         if method == "auto":
             method = gradients.resolve_auto(n, self.n_components)
+        self._check_fit_options(X, method)
 
         log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], self.n_components, method)
         if method == "exact":
@@ -189,10 +221,15 @@ class TSNE(TransformerMixin, BaseEstimator):
 
         exaggeration = 1.0 if self.exaggeration is None else float(self.exaggeration)
         early = max(12.0, exaggeration) if self.early_exaggeration == "auto" else float(self.early_exaggeration)
-        embedding.optimize(self.early_exaggeration_iter, inplace=True, learning_rate=self.learning_rate,
-                           exaggeration=early, momentum=self.initial_momentum)
-        embedding.optimize(self.n_iter, inplace=True, learning_rate=self.learning_rate,
-                           exaggeration=exaggeration, momentum=self.final_momentum)
+        try:
+            embedding.optimize(self.early_exaggeration_iter, inplace=True, propagate_exception=True,
+                               learning_rate=self.learning_rate, exaggeration=early, momentum=self.initial_momentum)
+            embedding.optimize(self.n_iter, inplace=True, propagate_exception=True, learning_rate=self.learning_rate,
+                               exaggeration=exaggeration, momentum=self.final_momentum)
+        except OptimizationInterrupt as ex:
+            # openTSNE raises too; the embedding (affinities, index, optimiser state) travels with the exception
+            ex.tsne_embedding = embedding
+            raise
 
         self.embedding_ = np.array(embedding.embedding)
         self.kl_divergence_ = embedding.kl_divergence
@@ -201,6 +238,25 @@ class TSNE(TransformerMixin, BaseEstimator):
                                (n / exaggeration if self.learning_rate == "auto" else float(self.learning_rate)))
         self.tsne_embedding_ = embedding
         return self
+
+    def _check_fit_options(self, X, method):
+        """Checks that depend on the data, done before any expensive step."""
+        n, d = X.shape[0], self.n_components
+        if method == "exact":
+            _affinity.check_exact_size(n, "TSNE")
+            if sp.issparse(X) and self.metric == "precomputed":
+                raise ValueError("negative_gradient_method='exact' needs a dense square distance matrix with "
+                                 "metric='precomputed' (a sparse kNN graph lacks the other pairs); use 'bh' or 'fft'.")
+        elif method == "bh" and d > 3:
+            raise ValueError(f"negative_gradient_method='bh' supports at most 3 embedding dimensions; got "
+                             f"n_components={d}. Use negative_gradient_method='exact' instead.")
+        elif method == "fft" and d > 3:
+            raise ValueError(f"negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; got "
+                             f"n_components={d}. Use negative_gradient_method='bh' or 'exact'.")
+        if isinstance(self.initialization, (np.ndarray, list, tuple)):
+            with warnings.catch_warnings():  # the scale warning comes once, from _initial_embedding
+                warnings.simplefilter("ignore")
+                initialization.from_array(self.initialization, n, d)
 
     def _initial_embedding(self, X, affinities, random_state):
         n, d = X.shape[0], self.n_components

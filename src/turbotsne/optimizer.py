@@ -23,12 +23,28 @@ MIN_GAIN = 0.01
 
 
 class OptimizationInterrupt(KeyboardInterrupt):
-    """Raised on Ctrl-C during optimisation; ``final_embedding`` holds the last positions."""
+    """Raised on Ctrl-C (a ``KeyboardInterrupt``, also one raised by a callback) during optimisation.
 
-    def __init__(self, error, final_embedding):
+    Attributes
+    ----------
+    error : float or None
+        The last KL divergence computed before the interrupt.
+    final_embedding : ndarray
+        A copy of the positions reached.
+    n_iter : int
+        Iterations completed in the interrupted call.
+    tsne_embedding : TSNEEmbedding or None
+        Set by :meth:`turbotsne.TSNE.fit`: the embedding at the interrupt, with
+        its affinities, neighbour index and optimiser state intact, so that it
+        can be optimised further (``ex.tsne_embedding.optimize(...)``).
+    """
+
+    def __init__(self, error, final_embedding, n_iter=0):
         super().__init__(error)
         self.error = error
         self.final_embedding = final_embedding
+        self.n_iter = n_iter
+        self.tsne_embedding = None
 
 
 class OptimizerState:
@@ -123,7 +139,7 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
     best_kl, best_iter = np.inf, 0
     check_every = log_every if n_iter_without_progress is not None else None
     t0 = time.perf_counter()
-    i = 0
+    done = 0
     for cb in callbacks:
         if hasattr(cb, "optimization_about_to_start"):
             cb.optimization_about_to_start()
@@ -143,6 +159,7 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                 _step(Y, grad, state.update, state.gains, learning_rate, momentum, mg, ms, row_sq)
                 if recentre:
                     _recentre(Y)
+                done = it
                 if progress is not None:
                     progress.update(it, kl_now)
                 if want_log:
@@ -162,7 +179,7 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                         log.info("No progress for %d iterations; stopping at %d", n_iter_without_progress, it)
                         return kl, it
         except KeyboardInterrupt as e:
-            raise OptimizationInterrupt(kl, Y.copy()) from e
+            raise OptimizationInterrupt(kl, Y.copy(), done) from e
         finally:
             if progress is not None:
                 progress.close()
