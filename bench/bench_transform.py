@@ -28,7 +28,7 @@ def worker(impl, n_jobs, data_dir):
     import pathlib
 
     d = np.load(pathlib.Path(data_dir) / "mnist70k.npz")
-    X, y, test = common.pca50(d["X"]), d["y"], d["is_test"]
+    X, y, test = common.pca50(d["X"], common.CACHE / "mnist70k_pca50.npy"), d["y"], d["is_test"]
     Xtr, ytr, Xte, yte = X[~test], y[~test], X[test], y[test]
     t0 = time.perf_counter()
     if impl == "turbotsne":

@@ -19,6 +19,8 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 DEFAULT_DATA = pathlib.Path(os.environ.get("TURBOTSNE_DATA", HERE.parent.parent / "shared" / "data"))
+#: PCA results are cached here (git-ignored)
+CACHE = HERE / "results" / "cache"
 
 
 def peak_rss_mb():
@@ -26,10 +28,18 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def pca50(X):
+def pca50(X, cache=None):
+    """PCA to 50 dimensions; with ``cache`` (a path) the result is kept in a .npy file, so that
+    the peak memory of a benchmark run is the library's, not the full SVD's."""
+    if cache is not None and pathlib.Path(cache).exists():
+        return np.load(cache)
     from sklearn.decomposition import PCA
 
-    return PCA(50, svd_solver="full", random_state=0).fit_transform(X.astype(np.float64))
+    Z = PCA(50, svd_solver="full", random_state=0).fit_transform(X.astype(np.float64))
+    if cache is not None:
+        pathlib.Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, Z)
+    return Z
 
 
 def load(name, data_dir=DEFAULT_DATA):
@@ -47,11 +57,10 @@ def load(name, data_dir=DEFAULT_DATA):
         return d["X"].astype(np.float64), d["y"]
     if name == "mnist10k":
         d = np.load(data_dir / "mnist10k_test.npz")
-        return pca50(d["X"]), d["y"]
+        return pca50(d["X"], CACHE / "mnist10k_pca50.npy"), d["y"]
     if name in ("mnist70k", "mnist250k", "mnist1m"):
-        cache = data_dir / "mnist70k.npz"
-        d = np.load(cache)
-        X, y = pca50(d["X"]), d["y"]
+        d = np.load(data_dir / "mnist70k.npz")
+        X, y = pca50(d["X"], CACHE / "mnist70k_pca50.npy"), d["y"]
         if name == "mnist70k":
             return X, y
         n = 250_000 if name == "mnist250k" else 1_000_000
