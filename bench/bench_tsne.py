@@ -75,6 +75,7 @@ def _run_opentsne(X, method, n_jobs, n_iter, ee_iter):
 def _run_sklearn(X, method, n_jobs, n_iter, ee_iter):
     from sklearn.manifold import TSNE
 
+    method = {"bh": "barnes_hut", "auto": "barnes_hut"}.get(method, method)
     t0 = time.perf_counter()
     tsne = TSNE(method=method, n_jobs=n_jobs, random_state=0, init="pca", max_iter=max(250, n_iter + ee_iter))
     Y = tsne.fit_transform(X)

@@ -116,6 +116,8 @@ MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 22}
 MAX_COARSENING = 64.0
 #: on a capped grid, pairs closer than this many box widths are summed directly.
 NEAR_FIELD_RADIUS = 2.0
+#: FFTReferenceRepulsion's grid extends this fraction of its extent beyond the points on every side
+REFERENCE_GRID_MARGIN = 0.1
 #: nodes per dimension of the interpolation stencil (the quadratic B-spline's support).
 STENCIL = 3
 #: in 3-D, ``min_num_intervals`` is capped at this value.
@@ -863,11 +865,16 @@ class FFTReferenceRepulsion(_FFTBase):
         self._phi = None
 
     def _regrid(self, lo_y, hi_y):
-        """Grid over the union box; spreads the reference charges on it."""
+        """Grid over the union box, widened by :data:`REFERENCE_GRID_MARGIN` of its extent on
+        every side (new points move a little each iteration: without the margin almost every
+        iteration of a transform would leave the grid and rebuild it); spreads the reference
+        charges on it."""
         R = self.reference
         d = R.shape[1]
         lo = np.minimum(lo_y, self._ref_bounds[0])
         hi = np.maximum(hi_y, self._ref_bounds[1])
+        margin = REFERENCE_GRID_MARGIN * float(np.max(hi - lo))
+        lo, hi = lo - margin, hi + margin
         self._grid_key = self._charges = self._phi_key = self._phi = None
         lo, extent, n_boxes, spacing = self._grid_for(lo, hi, d)
         layout = self._get_layout(d, n_boxes)
