@@ -44,60 +44,62 @@ def canonical_method(name) -> str:
     return ALIASES[name]
 
 
-class SparseGradient:
-    """Sparse attraction over CSR P plus a pluggable repulsion."""
-
-    def __init__(self, repulsion):
-        self.repulsion = repulsion
-        self.name = getattr(repulsion, "name", type(repulsion).__name__)
-        self._buffers = None
-        self._entropy = None
-        self._P_id = None
-
-    def _scratch(self, Y):
-        n, d = Y.shape
-        if self._buffers is None or self._buffers[0].shape != (n, d):
-            self._buffers = (np.empty((n, d)), np.empty(n))
-        return self._buffers
-
-    def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
-        rep, log_w = self._scratch(Y)
-        attractive_forces(P.indptr, P.indices, P.data, Y, Y, float(dof), float(exaggeration), out)
-        Z = self.repulsion(Y, float(dof), rep)
-        out -= rep * (1.0 / Z)
-        if not compute_kl:
-            return None
-        attractive_log_terms(P.indptr, P.indices, P.data, Y, Y, float(dof), log_w)
-        if self._P_id is not id(P):
-            self._entropy, self._P_id = entropy_term(P.data), id(P)
-        return float(self._entropy - log_w.sum() + np.log(Z) * P.data.sum())
-
-
-class DenseExactGradient:
-    """scikit-learn's exact method: dense all-pairs P, attraction and repulsion fused."""
-
-    name = "exact"
+class _Backend:
+    """Scratch buffers (kept while the shape is unchanged: no allocation per iteration) and the
+    cached ``sum p log p`` of P, shared by every CPU backend."""
 
     def __init__(self):
         self._buffers = None
         self._entropy = None
         self._P_id = None
 
-    def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
+    def _scratch(self, Y):
+        """An (n, d) array and two (n,) arrays."""
         n, d = Y.shape
         if self._buffers is None or self._buffers[0].shape != (n, d):
             self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
-        rep, row_z, row_log = self._buffers
+        return self._buffers
+
+    def _entropy_of(self, P, values):
+        if self._P_id is not id(P):
+            self._entropy, self._P_id = entropy_term(values), id(P)
+        return self._entropy
+
+
+class SparseGradient(_Backend):
+    """Sparse attraction over CSR P plus a pluggable repulsion."""
+
+    def __init__(self, repulsion):
+        super().__init__()
+        self.repulsion = repulsion
+        self.name = getattr(repulsion, "name", type(repulsion).__name__)
+
+    def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
+        rep, log_w, _ = self._scratch(Y)
+        attractive_forces(P.indptr, P.indices, P.data, Y, Y, float(dof), float(exaggeration), out)
+        Z = self.repulsion(Y, float(dof), rep)
+        out -= rep * (1.0 / Z)
+        if not compute_kl:
+            return None
+        attractive_log_terms(P.indptr, P.indices, P.data, Y, Y, float(dof), log_w)
+        return float(self._entropy_of(P, P.data) - log_w.sum() + np.log(Z) * P.data.sum())
+
+
+class DenseExactGradient(_Backend):
+    """scikit-learn's exact method: dense all-pairs P, attraction and repulsion fused."""
+
+    name = "exact"
+
+    def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
+        rep, row_z, row_log = self._scratch(Y)
         Z = exact_dense_gradient(P, Y, float(dof), float(exaggeration), out, rep, row_z)
         if not compute_kl:
             return None
         dense_log_terms(P, Y, float(dof), row_log)
-        if self._P_id is not id(P):
-            self._entropy, self._P_id = entropy_term(P.ravel()), id(P)
-        return float(self._entropy - row_log.sum() + np.log(Z) * P.sum())
+        return float(self._entropy_of(P, P.ravel()) - row_log.sum() + np.log(Z) * P.sum())
 
 
-class PartialGradient:
+class PartialGradient(_Backend):
     """Gradient of new points against a fixed reference embedding (transform).
 
     P is ``(n_new, n_ref)`` with rows summing to 1; each new point has its own
@@ -107,28 +109,22 @@ class PartialGradient:
     """
 
     def __init__(self, reference, repulsion):
+        super().__init__()
         self.reference = np.ascontiguousarray(reference, dtype=np.float64)
         self.repulsion = repulsion
         self.name = getattr(repulsion, "name", type(repulsion).__name__)
-        self._buffers = None
-        self._entropy = None
-        self._P_id = None
 
     def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
-        n, d = Y.shape
-        if self._buffers is None or self._buffers[0].shape != (n, d):
-            self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
-        rep, z, log_w = self._buffers
+        n = Y.shape[0]
+        rep, z, log_w = self._scratch(Y)
         attractive_forces(P.indptr, P.indices, P.data, Y, self.reference, float(dof), float(exaggeration), out)
         self.repulsion(Y, float(dof), rep, z)
         out -= rep / z[:, None]
         if not compute_kl:
             return None
         attractive_log_terms(P.indptr, P.indices, P.data, Y, self.reference, float(dof), log_w)
-        if self._P_id is not id(P):
-            row_sums = np.asarray(P.sum(axis=1)).ravel()
-            self._entropy, self._row_sums, self._P_id = entropy_term(P.data), row_sums, id(P)
-        return float((self._entropy - log_w.sum() + np.dot(self._row_sums, np.log(z))) / n)
+        row_sums = np.asarray(P.sum(axis=1)).ravel()
+        return float((self._entropy_of(P, P.data) - log_w.sum() + np.dot(row_sums, np.log(z))) / n)
 
 
 def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
