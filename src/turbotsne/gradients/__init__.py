@@ -78,7 +78,8 @@ class SparseGradient(_Backend):
         rep, log_w, _ = self._scratch(Y)
         attractive_forces(P.indptr, P.indices, P.data, Y, Y, float(dof), float(exaggeration), out)
         Z = self.repulsion(Y, float(dof), rep)
-        out -= rep * (1.0 / Z)
+        rep *= 1.0 / Z  # in place: no temporary per iteration
+        out -= rep
         if not compute_kl:
             return None
         attractive_log_terms(P.indptr, P.indices, P.data, Y, Y, float(dof), log_w)
@@ -119,7 +120,8 @@ class PartialGradient(_Backend):
         rep, z, log_w = self._scratch(Y)
         attractive_forces(P.indptr, P.indices, P.data, Y, self.reference, float(dof), float(exaggeration), out)
         self.repulsion(Y, float(dof), rep, z)
-        out -= rep / z[:, None]
+        rep /= z[:, None]
+        out -= rep
         if not compute_kl:
             return None
         attractive_log_terms(P.indptr, P.indices, P.data, Y, self.reference, float(dof), log_w)
