@@ -87,34 +87,40 @@ def _grid(Y2, gridsize):
     return lo, hi, nb, ix
 
 
-def _density_image(Y2, kind, classes_or_values, codes, gridsize, cmap):
-    """An RGBA image (ny, nx, 4) of the binned embedding and its extent."""
+def _bin_colours(flat, n_bins, kind, info, codes, cmap, shaded):
+    """RGBA colour of each bin (``flat`` = the bin of each point): the density itself without
+    labels, the majority class (categorical) or the mean value (continuous); empty bins are
+    transparent. ``shaded``: opacity follows the log density (2-D images) instead of opaque bins
+    (1-D strips)."""
     import matplotlib as mpl
 
-    lo, hi, nb, ix = _grid(Y2, gridsize)
-    flat = ix[:, 0] * nb[1] + ix[:, 1]
-    n_bins = int(nb[0] * nb[1])
     counts = np.bincount(flat, minlength=n_bins).astype(np.float64)
     shade = np.log1p(counts) / np.log1p(counts.max())
     if kind is None:
         rgba = mpl.colormaps[cmap or "viridis"](shade)
         rgba[counts == 0, 3] = 0.0
     elif kind == "categorical":
-        n_cls = len(classes_or_values)
+        n_cls = len(info)
         per_class = np.bincount(flat * n_cls + codes, minlength=n_bins * n_cls).reshape(n_bins, n_cls)
         rgba = np.zeros((n_bins, 4))
         rgba[:, :3] = _palette(n_cls)[per_class.argmax(axis=1)]
-        rgba[:, 3] = 0.25 + 0.75 * shade
-        rgba[counts == 0, 3] = 0.0
+        rgba[:, 3] = np.where(counts > 0, 0.25 + 0.75 * shade if shaded else 1.0, 0.0)
     else:
-        values = classes_or_values
-        ok = np.isfinite(values)
-        sums = np.bincount(flat[ok], weights=values[ok], minlength=n_bins)
+        ok = np.isfinite(info)
+        sums = np.bincount(flat[ok], weights=info[ok], minlength=n_bins)
         num = np.bincount(flat[ok], minlength=n_bins)
         mean = np.divide(sums, num, out=np.zeros(n_bins), where=num > 0)
-        norm = mpl.colors.Normalize(np.nanmin(values), np.nanmax(values))
+        norm = mpl.colors.Normalize(np.nanmin(info), np.nanmax(info))
         rgba = mpl.colormaps[cmap or "viridis"](norm(mean))
-        rgba[:, 3] = np.where(num > 0, 0.35 + 0.65 * shade, 0.0)
+        rgba[:, 3] = np.where(num > 0, 0.35 + 0.65 * shade if shaded else 1.0, 0.0)
+    return rgba
+
+
+def _density_image(Y2, kind, classes_or_values, codes, gridsize, cmap):
+    """An RGBA image (ny, nx, 4) of the binned embedding and its extent."""
+    lo, hi, nb, ix = _grid(Y2, gridsize)
+    flat = ix[:, 0] * nb[1] + ix[:, 1]
+    rgba = _bin_colours(flat, int(nb[0] * nb[1]), kind, classes_or_values, codes, cmap, shaded=True)
     image = rgba.reshape(nb[0], nb[1], 4).transpose(1, 0, 2)  # rows = y
     extent = (lo[0], hi[0], lo[1], hi[1])
     return image, extent
@@ -286,27 +292,7 @@ def _strip(ax, y, kind, info, codes, gridsize, cmap, legend, colorbar, max_legen
     n_bins = int(min(max(len(y), 1), max(gridsize, 200), 2000))
     Y2 = np.stack([y, np.zeros_like(y)], axis=1)
     lo, hi, nb, ix = _grid(Y2, n_bins)
-    n_bins = int(nb[0])
-    flat = ix[:, 0]
-    counts = np.bincount(flat, minlength=n_bins).astype(np.float64)
-    shade = np.log1p(counts) / np.log1p(counts.max())
-    if kind is None:
-        rgba = mpl.colormaps[cmap or "viridis"](shade)
-        rgba[counts == 0, 3] = 0.0
-    elif kind == "categorical":
-        n_cls = len(info)
-        per_class = np.bincount(flat * n_cls + codes, minlength=n_bins * n_cls).reshape(n_bins, n_cls)
-        rgba = np.zeros((n_bins, 4))
-        rgba[:, :3] = _palette(n_cls)[per_class.argmax(axis=1)]
-        rgba[:, 3] = np.where(counts > 0, 1.0, 0.0)
-    else:
-        ok = np.isfinite(info)
-        sums = np.bincount(flat[ok], weights=info[ok], minlength=n_bins)
-        num = np.bincount(flat[ok], minlength=n_bins)
-        mean = np.divide(sums, num, out=np.zeros(n_bins), where=num > 0)
-        norm = mpl.colors.Normalize(np.nanmin(info), np.nanmax(info))
-        rgba = mpl.colormaps[cmap or "viridis"](norm(mean))
-        rgba[num == 0, 3] = 0.0
+    rgba = _bin_colours(ix[:, 0], int(nb[0]), kind, info, codes, cmap, shaded=False)
     ax.imshow(rgba[None, :, :], extent=(lo[0], lo[0] + max(hi[0] - lo[0], 1e-12), 0, 1), aspect="auto",
               interpolation="nearest")
     ax.set_yticks([])
