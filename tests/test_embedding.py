@@ -120,7 +120,7 @@ def test_prepare_partial_median_and_weighted(clusters):
     assert partial.P.shape == (10, 700)
     np.testing.assert_allclose(np.asarray(partial.P.sum(axis=1)).ravel(), 1.0)
     weighted = emb.prepare_partial(Xte[:10], initialization="weighted")
-    np.testing.assert_allclose(np.asarray(weighted), partial.P @ emb.embedding if False else weighted.P @ emb.embedding)
+    np.testing.assert_allclose(np.asarray(weighted), weighted.P @ emb.embedding)
     with pytest.raises(ValueError, match="'initialization' parameter of prepare_partial"):
         emb.prepare_partial(Xte[:10], initialization="pca")
 
