@@ -45,11 +45,12 @@ def pca50(X, cache=None):
 def load(name, data_dir=DEFAULT_DATA):
     """Return ``(X, y)`` of a named benchmark set (PCA-50 except digits).
 
-    ``mnist250k`` / ``mnist1m``: the PCA-50 MNIST-70k rows repeated (250,000 /
-    1,000,000 rows, cycling through the 70,000) plus Gaussian noise with
-    standard deviation 0.05 x the per-feature standard deviation, from
+    ``mnist250k`` / ``mnist1m`` / ``mnist10m``: the PCA-50 MNIST-70k rows repeated
+    (250,000 / 1,000,000 / 10,000,000 rows, cycling through the 70,000) plus Gaussian
+    noise with standard deviation 0.05 x the per-feature standard deviation, from
     ``numpy.random.default_rng(0)`` -- every row is distinct and the class
-    structure is MNIST's.
+    structure is MNIST's (``mnist10m`` is float32: 2 GB). ``mnist70k-raw``: the
+    784 raw pixel columns (float32), no PCA.
     """
     data_dir = pathlib.Path(data_dir)
     if name == "digits":
@@ -58,15 +59,25 @@ def load(name, data_dir=DEFAULT_DATA):
     if name == "mnist10k":
         d = np.load(data_dir / "mnist10k_test.npz")
         return pca50(d["X"], CACHE / "mnist10k_pca50.npy"), d["y"]
-    if name in ("mnist70k", "mnist250k", "mnist1m"):
+    if name == "mnist70k-raw":
+        d = np.load(data_dir / "mnist70k.npz")
+        return d["X"].astype(np.float32), d["y"]
+    if name in ("mnist70k", "mnist250k", "mnist1m", "mnist10m"):
         d = np.load(data_dir / "mnist70k.npz")
         X, y = pca50(d["X"], CACHE / "mnist70k_pca50.npy"), d["y"]
         if name == "mnist70k":
             return X, y
-        n = 250_000 if name == "mnist250k" else 1_000_000
+        n = {"mnist250k": 250_000, "mnist1m": 1_000_000, "mnist10m": 10_000_000}[name]
         rng = np.random.default_rng(0)
+        scale = 0.05 * X.std(axis=0)
+        if name == "mnist10m":  # in chunks, float32: the float64 version would need 8 GB
+            out = np.empty((n, X.shape[1]), dtype=np.float32)
+            for s in range(0, n, 1_000_000):
+                idx = np.arange(s, min(n, s + 1_000_000)) % X.shape[0]
+                out[s:s + len(idx)] = X[idx] + rng.standard_normal((len(idx), X.shape[1])) * scale
+            return out, y[np.arange(n) % X.shape[0]]
         idx = np.arange(n) % X.shape[0]
-        noise = rng.standard_normal((n, X.shape[1])) * (0.05 * X.std(axis=0))
+        noise = rng.standard_normal((n, X.shape[1])) * scale
         return X[idx] + noise, y[idx]
     raise ValueError(f"unknown data set {name!r}")
 

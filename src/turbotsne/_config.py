@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 import numpy as np
 
@@ -51,18 +52,26 @@ def effective_n_jobs(n_jobs) -> int:
 
 @contextlib.contextmanager
 def thread_limit(n_jobs):
-    """Run the enclosed block with numba using ``effective_n_jobs(n_jobs)`` threads.
+    """Run the enclosed block with numba (and torch's CPU ops, when torch is loaded) using
+    ``effective_n_jobs(n_jobs)`` threads.
 
-    The previous thread count is restored on exit, also on error. Yields the
+    The previous thread counts are restored on exit, also on error. Yields the
     resolved thread count, which callers also hand to ``scipy.fft`` as
-    ``workers``.
+    ``workers``. torch is never imported here: only a process that already
+    loaded it (the torch backend) has its intra-op thread count set.
     """
     import numba
 
     n = min(effective_n_jobs(n_jobs), numba.config.NUMBA_NUM_THREADS)
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    torch_previous = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(effective_n_jobs(n_jobs))
     try:
         yield n
     finally:
         numba.set_num_threads(previous)
+        if torch is not None:
+            torch.set_num_threads(torch_previous)

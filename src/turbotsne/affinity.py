@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from ._config import FASTMATH, thread_limit
 from ._validation import check_bool, check_data, check_metric, check_n_jobs, check_neighbors, check_scalar, check_verbose
+from .gpu import NUMBA, resolve_engine
 from .neighbors import NEIGHBORS_METHODS, Exact, KNNIndex, get_knn_index
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,8 @@ class Affinities:
     """
 
     P = None
+    #: where the conditional probabilities are computed (see :mod:`turbotsne.gpu`)
+    engine = NUMBA
 
     @property
     def n_samples(self):
@@ -228,7 +231,12 @@ class _NeighborAffinities(Affinities):
         self.indices, self.distances = self.knn_index.build(data, k)
         log.info("Computing affinities")
         cond = self._conditional(np.square(self.distances), **self._params())
-        self.P = symmetrize(cond, self.indices)
+        if self.engine.is_torch:
+            from .gpu import affinity as torch_affinity
+
+            self.P = torch_affinity.symmetrize(cond, self.indices)
+        else:
+            self.P = symmetrize(cond, self.indices)
 
     def _params(self):
         return {}
@@ -256,6 +264,8 @@ class _NeighborAffinities(Affinities):
         k_query = need if k is None else max(need, min(int(k), n_ref))
         indices, distances = self.knn_index.query(data, k_query)
         cond = self._conditional(np.square(distances[:, :need]), **params)
+        if not isinstance(cond, np.ndarray):  # a tensor from the torch engine
+            cond = cond.cpu().numpy()
         P = _rows_to_csr(cond, indices[:, :need], n_ref)
         if return_distances:
             return P, indices, distances
@@ -269,11 +279,16 @@ class PerplexityBasedNN(_NeighborAffinities):
     ``method`` (the ``neighbors`` choice or a :class:`~turbotsne.neighbors.KNNIndex`),
     ``metric``, ``metric_params``, ``n_jobs``, ``random_state``,
     ``k_neighbors`` ("auto" = 3 * perplexity) and ``knn_index`` (reuse a built index).
+    Keyword-only ``device`` / ``backend`` (see :mod:`turbotsne.gpu`): on a torch
+    engine the perplexity bisection and the symmetrisation run on that device
+    (the neighbour index is still the one ``method`` names).
     """
 
     def __init__(self, data, perplexity=30, method="auto", metric="euclidean", metric_params=None,
-                 n_jobs=1, random_state=None, k_neighbors="auto", knn_index=None, verbose=False):
+                 n_jobs=1, random_state=None, k_neighbors="auto", knn_index=None, verbose=False, *,
+                 device="cpu", backend="auto"):
         owner = type(self).__name__
+        self.engine = resolve_engine(device, backend, owner)
         perplexity = _check_perplexity_value(perplexity, owner)
         k_neighbors = check_scalar(k_neighbors, "k_neighbors", owner, int, low=1, closed="left", options=("auto",))
         data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose)
@@ -297,6 +312,11 @@ class PerplexityBasedNN(_NeighborAffinities):
         return max(1, int(3 * params["perplexity"]))
 
     def _conditional(self, sq_distances, perplexity):
+        if self.engine.is_torch:
+            from .gpu import affinity as torch_affinity
+
+            with thread_limit(self.n_jobs):
+                return torch_affinity.conditional_probabilities(sq_distances, perplexity, self.engine.device)
         return conditional_probabilities(sq_distances, perplexity, n_jobs=self.n_jobs)
 
 
@@ -414,13 +434,16 @@ class PerplexityBasedDense(Affinities):
     New points are related to the reference through an exact kNN index over
     the stored reference data (``3 * perplexity`` neighbours, as the sparse path).
     With ``metric="precomputed"``, ``data`` is a dense square distance matrix.
+    On a torch engine (keyword-only ``device`` / ``backend``) the distances
+    (euclidean, sqeuclidean, cosine) and the bisection run on that device.
     """
 
     def __init__(self, data, perplexity=30, metric="euclidean", metric_params=None, n_jobs=1, *,
-                 allow_large=False):
+                 allow_large=False, device="cpu", backend="auto"):
         from sklearn.metrics import pairwise_distances
 
         owner = type(self).__name__
+        self.engine = resolve_engine(device, backend, owner)
         perplexity = _check_perplexity_value(perplexity, owner)
         check_metric(metric, metric_params, owner)
         check_n_jobs(n_jobs, owner)
@@ -439,13 +462,26 @@ class PerplexityBasedDense(Affinities):
         self.n_jobs = n_jobs
         self.metric, self.metric_params = metric, metric_params
         # pairwise_distances is not split over jobs: its chunking would make P depend on n_jobs.
-        if metric == "precomputed":
+        torch_metric = self.engine.is_torch and metric in ("euclidean", "sqeuclidean", "cosine") \
+            and not metric_params and not sp.issparse(data)
+        if torch_metric:
+            from .gpu import affinity as torch_affinity
+
+            with thread_limit(n_jobs):
+                D = torch_affinity.squared_distances(data, metric, self.engine.device)
+        elif metric == "precomputed":
             D = np.asarray(data, dtype=np.float64) ** 2
         elif metric == "euclidean":
             D = pairwise_distances(data, metric="euclidean", squared=True)
         else:
             D = pairwise_distances(data, metric=metric, **(metric_params or {})) ** 2
-        self.P = joint_probabilities_dense(D, self.perplexity, n_jobs=n_jobs)
+        if self.engine.is_torch:
+            from .gpu import affinity as torch_affinity
+
+            with thread_limit(n_jobs):
+                self.P = torch_affinity.joint_probabilities_dense(D, self.perplexity, self.engine.device)
+        else:
+            self.P = joint_probabilities_dense(D, self.perplexity, n_jobs=n_jobs)
         self.knn_index = None if metric == "precomputed" else Exact(
             metric=metric, metric_params=metric_params, n_jobs=n_jobs).fit(data)
 
@@ -462,8 +498,7 @@ class PerplexityBasedDense(Affinities):
     def _params(self):
         return {"perplexity": self.perplexity}
 
-    def _conditional(self, sq_distances, perplexity):
-        return conditional_probabilities(sq_distances, perplexity, n_jobs=self.n_jobs)
+    _conditional = PerplexityBasedNN._conditional
 
 
 class PrecomputedAffinities(Affinities):

@@ -121,6 +121,8 @@ _TSNE_FLAG_HELP = {
     "negative_gradient_method": "exact, bh, fft or auto",
     "neighbors": "exact, auto, approx, annoy, pynndescent or hnsw",
     "n_jobs": "threads: -1 all cores, -2 all but one",
+    "device": "cpu, cuda, cuda:N or auto (a CUDA device needs the gpu extra)",
+    "backend": "auto, numba or torch",
 }
 
 

@@ -16,17 +16,19 @@ whether it is transformed alone or in a batch.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import pickle
 
 import numpy as np
 
-from . import gradients
+from . import gpu, gradients
 from ._validation import (check_bool, check_callbacks, check_gradient_options, check_option, check_scalar,
                           check_verbose)
 from .callbacks import make_progress
-from .optimizer import OptimizationInterrupt, OptimizerState, gradient_descent, resolve_learning_rate
+from .gpu import resolve_engine
+from .optimizer import NumpyOps, OptimizationInterrupt, OptimizerState, gradient_descent, resolve_learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ _GRADIENT_DEFAULTS = dict(
     negative_gradient_method="auto", dof=1, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
     ints_in_interval=1, max_grad_norm=None, max_step_norm=5, n_jobs=1, callbacks=None,
     callbacks_every_iters=50, verbose=False, min_grad_norm=None, n_iter_without_progress=None,
+    device="cpu", backend="auto",
 )
 _REPULSION_OPTIONS = ("theta", "n_interpolation_points", "min_num_intervals", "ints_in_interval", "n_jobs")
 
@@ -138,23 +141,34 @@ class _Embedding:
         callbacks = check_callbacks(params["callbacks"], owner)
         method = gradients.canonical_method(params["negative_gradient_method"])
 
+        engine = resolve_engine(params["device"], params["backend"], owner)
+
         target = self if inplace else self._copy()
         n, d = target.embedding.shape
         lr = resolve_learning_rate(learning_rate, n, exaggeration)
         if n_iter == 0:
             return target
-        backend = target._backend(method, {k: params[k] for k in _REPULSION_OPTIONS})
-        log.info("Optimising %d points for %d iterations (method %s, exaggeration %g, learning rate %g)",
-                 n, n_iter, backend.name, exaggeration, lr)
+        backend = target._cached_backend(method, {k: params[k] for k in _REPULSION_OPTIONS}, engine)
+        log.info("Optimising %d points for %d iterations (method %s on %s, exaggeration %g, learning rate %g)",
+                 n, n_iter, backend.name, engine, exaggeration, lr)
+        if engine.is_torch:
+            from .gpu.optimizer import DeviceRun, TorchOps
+
+            run, ops = DeviceRun(engine, target.embedding, target.optimizer_state), TorchOps
+        else:
+            run, ops = contextlib.nullcontext(), NumpyOps
         try:
-            kl, done = gradient_descent(
-                target.embedding, target.P, backend, target.optimizer_state, n_iter,
-                learning_rate=lr, momentum=momentum, exaggeration=exaggeration, dof=float(params["dof"]),
-                max_grad_norm=params["max_grad_norm"], max_step_norm=params["max_step_norm"],
-                callbacks=callbacks, callbacks_every_iters=params["callbacks_every_iters"],
-                recentre=self._recentre, n_jobs=params["n_jobs"], verbose=params["verbose"],
-                min_grad_norm=params["min_grad_norm"], n_iter_without_progress=params["n_iter_without_progress"],
-                progress=make_progress(params["verbose"], exaggeration))
+            with run:
+                Y, state = (run.Y, run.state) if engine.is_torch else (target.embedding, target.optimizer_state)
+                kl, done = gradient_descent(
+                    Y, target.P, backend, state, n_iter,
+                    learning_rate=lr, momentum=momentum, exaggeration=exaggeration, dof=float(params["dof"]),
+                    max_grad_norm=params["max_grad_norm"], max_step_norm=params["max_step_norm"],
+                    callbacks=callbacks, callbacks_every_iters=params["callbacks_every_iters"],
+                    recentre=self._recentre, n_jobs=params["n_jobs"], verbose=params["verbose"],
+                    min_grad_norm=params["min_grad_norm"],
+                    n_iter_without_progress=params["n_iter_without_progress"],
+                    progress=make_progress(params["verbose"], exaggeration), ops=ops)
         except OptimizationInterrupt as ex:
             log.warning("Optimisation interrupted; keeping the last embedding")
             target.kl_divergence = ex.error
@@ -167,6 +181,22 @@ class _Embedding:
         target.n_iter += done
         target.learning_rate = lr
         return target
+
+    def _cached_backend(self, method, options, engine):
+        """The gradient backend; on a torch engine it is kept (with P on the device) for later calls."""
+        if not engine.is_torch:
+            return self._backend(method, options, engine)
+        key = (method, tuple(sorted(options.items())), engine)
+        cached = self.__dict__.get("_torch_backend")
+        if cached is None or cached[0] != key:
+            cached = (key, self._backend(method, options, engine))
+            self._torch_backend = cached
+        return cached[1]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_torch_backend", None)  # device tensors: rebuilt on the next optimize
+        return state
 
     def _copy(self):
         new = copy.copy(self)
@@ -215,8 +245,15 @@ class TSNEEmbedding(_Embedding):
     def P(self):
         return self.affinities.P
 
-    def _backend(self, method, options):
+    def _backend(self, method, options, engine):
         n, d = self.embedding.shape
+        if engine.is_torch:
+            from .gpu.gradients import make_torch_backend
+
+            if method == "auto":
+                method = "exact" if isinstance(self.P, np.ndarray) else gpu.resolve_auto(n, d)
+            return make_torch_backend(method, self.P, device=engine.device, dtype=engine.dtype, n_samples=n,
+                                      n_components=d, **options)
         return gradients.make_backend(method, self.P, n_samples=n, n_components=d, **options)
 
     def prepare_partial(self, X, initialization="median", k=25, **affinity_params):
@@ -319,7 +356,13 @@ class PartialTSNEEmbedding(_Embedding):
         self.reference_embedding = reference_embedding
         self.P = P
 
-    def _backend(self, method, options):
+    def _backend(self, method, options, engine):
         ref = np.asarray(self.reference_embedding)
+        if engine.is_torch:
+            from .gpu.gradients import make_torch_reference_backend
+
+            if method == "auto":
+                method = gpu.resolve_auto(*ref.shape)
+            return make_torch_reference_backend(method, ref, device=engine.device, dtype=engine.dtype, **options)
         repulsion = gradients.make_reference_repulsion(method, ref, **options)
         return gradients.PartialGradient(ref, repulsion)

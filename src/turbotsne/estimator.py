@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from . import gradients, initialization
+from . import gpu, gradients, initialization
 from ._validation import check_callbacks, check_gradient_options, check_option, check_scalar, check_verbose
 from . import affinity as _affinity
 from .affinity import PerplexityBasedDense, PerplexityBasedNN
@@ -51,6 +51,17 @@ class TSNE(TransformerMixin, BaseEstimator):
         as in openTSNE).
     min_grad_norm : float or None, default=None
         Stop when the gradient norm falls below this value (off by default).
+    device : {"cpu", "cuda", "cuda:N", "auto"} or torch.device, default="cpu"
+        Where to run. ``"auto"``: a CUDA device when PyTorch sees one, else
+        the CPU. A CUDA device needs the ``gpu`` extra (PyTorch).
+    backend : {"auto", "numba", "torch"}, default="auto"
+        ``"auto"``: torch on a CUDA device, numba on the CPU; ``"torch"`` with
+        ``device="cpu"`` runs the torch path on the CPU. On torch, "auto" for
+        ``negative_gradient_method`` means "fft" (1-3 components; "exact"
+        above), "bh" is not available, ``neighbors="exact"`` (and "auto" on a
+        CUDA device) finds neighbours by brute force on the device for
+        euclidean / sqeuclidean / cosine, and PCA initialisation runs there
+        too; see :mod:`turbotsne.gpu`.
 
     Input and edge cases
     --------------------
@@ -99,7 +110,8 @@ class TSNE(TransformerMixin, BaseEstimator):
                  metric="euclidean", metric_params=None, initial_momentum=0.8, final_momentum=0.8,
                  max_grad_norm=None, max_step_norm=5, n_jobs=1, neighbors="auto",
                  negative_gradient_method="auto", callbacks=None, callbacks_every_iters=50,
-                 random_state=None, verbose=False, *, n_iter_without_progress=None, min_grad_norm=None):
+                 random_state=None, verbose=False, *, n_iter_without_progress=None, min_grad_norm=None,
+                 device="cpu", backend="auto"):
         self.n_components = n_components
         self.perplexity = perplexity
         self.learning_rate = learning_rate
@@ -128,6 +140,8 @@ class TSNE(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.n_iter_without_progress = n_iter_without_progress
         self.min_grad_norm = min_grad_norm
+        self.device = device
+        self.backend = backend
 
     # -- validation -----------------------------------------------------------------
     def _validate_params(self):
@@ -160,6 +174,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         check_scalar(self.n_iter_without_progress, "n_iter_without_progress", o, int, low=1, closed="left",
                      allow_none=True)
         check_scalar(self.min_grad_norm, "min_grad_norm", o, float, low=0.0, closed="left", allow_none=True)
+        gpu.check_device_backend(self.device, self.backend, o)
 
     def _check_X(self, X, reset):
         # C order: the result must not depend on the memory layout (BLAS in PCA rounds differently for F order)
@@ -194,22 +209,25 @@ class TSNE(TransformerMixin, BaseEstimator):
         X = self._check_X(X, reset=True)
         n = X.shape[0]
         random_state = check_random_state(self.random_state)
+        engine = gpu.resolve_engine(self.device, self.backend, "TSNE")
+        on_device = {"device": str(engine.device) if engine.is_torch else "cpu", "backend": engine.kind}
         method = gradients.canonical_method(self.negative_gradient_method)
         if method == "auto":
-            method = gradients.resolve_auto(n, self.n_components)
-        self._check_fit_options(X, method)
+            method = (gpu.resolve_auto if engine.is_torch else gradients.resolve_auto)(n, self.n_components)
+        self._check_fit_options(X, method, engine)
 
         log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], self.n_components, method)
         if method == "exact":
             if sp.issparse(X) and self.metric != "precomputed":
                 X = X.toarray()
             affinities = PerplexityBasedDense(X, self.perplexity, metric=self.metric,
-                                              metric_params=self.metric_params, n_jobs=self.n_jobs)
+                                              metric_params=self.metric_params, n_jobs=self.n_jobs, **on_device)
         else:
-            affinities = PerplexityBasedNN(X, self.perplexity, method=self.neighbors, metric=self.metric,
-                                           metric_params=self.metric_params, n_jobs=self.n_jobs,
-                                           random_state=random_state, verbose=self.verbose)
-        Y0 = self._initial_embedding(X, affinities, random_state)
+            affinities = PerplexityBasedNN(X, self.perplexity, method=self._neighbors_for(X, engine),
+                                           metric=self.metric, metric_params=self.metric_params,
+                                           n_jobs=self.n_jobs, random_state=random_state, verbose=self.verbose,
+                                           **on_device)
+        Y0 = self._initial_embedding(X, affinities, random_state, engine)
 
         embedding = TSNEEmbedding(
             Y0, affinities, random_state=random_state, negative_gradient_method=method, dof=self.dof,
@@ -217,7 +235,7 @@ class TSNE(TransformerMixin, BaseEstimator):
             min_num_intervals=self.min_num_intervals, ints_in_interval=self.ints_in_interval,
             max_grad_norm=self.max_grad_norm, max_step_norm=self.max_step_norm, n_jobs=self.n_jobs,
             callbacks=self.callbacks, callbacks_every_iters=self.callbacks_every_iters, verbose=self.verbose,
-            min_grad_norm=self.min_grad_norm, n_iter_without_progress=self.n_iter_without_progress)
+            min_grad_norm=self.min_grad_norm, n_iter_without_progress=self.n_iter_without_progress, **on_device)
 
         exaggeration = 1.0 if self.exaggeration is None else float(self.exaggeration)
         early = max(12.0, exaggeration) if self.early_exaggeration == "auto" else float(self.early_exaggeration)
@@ -239,9 +257,22 @@ class TSNE(TransformerMixin, BaseEstimator):
         self.tsne_embedding_ = embedding
         return self
 
-    def _check_fit_options(self, X, method):
+    def _neighbors_for(self, X, engine):
+        """The ``neighbors`` choice, with the device's brute force on a torch engine where it applies."""
+        from .gpu.neighbors import TorchExact
+
+        wanted = self.neighbors == "exact" or (self.neighbors == "auto" and engine.is_torch
+                                                and engine.device.type == "cuda")
+        if engine.is_torch and wanted and not self.metric_params and TorchExact.supports(self.metric, sp.issparse(X)):
+            return TorchExact(self.metric, n_jobs=self.n_jobs, device=engine.device)
+        return self.neighbors
+
+    def _check_fit_options(self, X, method, engine=gpu.NUMBA):
         """Checks that depend on the data, done before any expensive step."""
         n, d = X.shape[0], self.n_components
+        if engine.is_torch and method == "bh":
+            raise ValueError("negative_gradient_method='bh' is not available with backend='torch' (no Barnes-Hut "
+                             "tree on torch); use 'fft' or 'exact', or backend='numba'.")
         if method == "exact":
             _affinity.check_exact_size(n, "TSNE")
             if sp.issparse(X) and self.metric == "precomputed":
@@ -258,7 +289,7 @@ class TSNE(TransformerMixin, BaseEstimator):
                 warnings.simplefilter("ignore")
                 initialization.from_array(self.initialization, n, d)
 
-    def _initial_embedding(self, X, affinities, random_state):
+    def _initial_embedding(self, X, affinities, random_state, engine=gpu.NUMBA):
         n, d = X.shape[0], self.n_components
         init = self.initialization
         if isinstance(init, (np.ndarray, list, tuple)):
@@ -268,6 +299,10 @@ class TSNE(TransformerMixin, BaseEstimator):
                           stacklevel=3)
             init = "spectral"
         if init == "pca":
+            if engine.is_torch and not sp.issparse(X) and n > d and X.shape[1] >= d:
+                from .gpu.initialization import pca as torch_pca
+
+                return torch_pca(X, d, engine.device)
             return initialization.pca(X, d, random_state=random_state)
         if init == "spectral":
             return initialization.spectral(affinities.P, d, random_state=random_state)

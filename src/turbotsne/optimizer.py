@@ -107,6 +107,37 @@ def _recentre(Y):
             Y[i, k] -= m
 
 
+class NumpyOps:
+    """The array operations of the loop on NumPy arrays (the numba kernels above).
+
+    :func:`gradient_descent` is written against this small interface, so one
+    loop serves both engines; :class:`turbotsne.gpu.optimizer.TorchOps` is the
+    same on torch tensors.
+    """
+
+    @staticmethod
+    def buffers(Y):
+        """The gradient buffer and the per-point squared gradient norms."""
+        return np.empty_like(Y), np.empty(Y.shape[0])
+
+    @staticmethod
+    def step(Y, grad, state, learning_rate, momentum, max_grad_norm, max_step_norm, row_sq):
+        _step(Y, grad, state.update, state.gains, learning_rate, momentum, max_grad_norm, max_step_norm, row_sq)
+
+    @staticmethod
+    def recentre(Y):
+        _recentre(Y)
+
+    @staticmethod
+    def grad_norm(row_sq):
+        return float(np.sqrt(row_sq.sum()))
+
+    @staticmethod
+    def to_numpy(Y):
+        """A NumPy copy of the positions (what callbacks and exceptions receive)."""
+        return Y.copy()
+
+
 def resolve_learning_rate(learning_rate, n_samples, exaggeration):
     """``"auto"`` is ``N / exaggeration`` (Belkina et al. 2019, openTSNE's scaling)."""
     if isinstance(learning_rate, str) and learning_rate == "auto":
@@ -118,7 +149,7 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                      dof=1.0, max_grad_norm=None, max_step_norm=None, callbacks=(),
                      callbacks_every_iters=50, recentre=True, n_jobs=1, verbose=False,
                      min_grad_norm=None, n_iter_without_progress=None, log_every=50, embedding_view=None,
-                     progress=None):
+                     progress=None, ops=NumpyOps):
     """Run ``n_iter`` iterations on ``Y`` in place.
 
     Returns ``(kl, n_done)``: the KL divergence at the last iteration and the
@@ -127,14 +158,13 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
     ``progress`` (e.g. :class:`turbotsne.callbacks.ProgressBar`) gets
     ``start(n_iter)``, ``update(iteration, kl_or_None)`` after every iteration
     and ``close()``. Callbacks with ``optimization_about_to_start`` have it
-    called first.
+    called first. ``ops`` holds the array operations (:class:`NumpyOps`, or
+    the torch engine's, with ``Y`` and ``state`` on its device).
     """
-    n = Y.shape[0]
-    grad = np.empty_like(Y)
-    row_sq = np.empty(n)
+    grad, row_sq = ops.buffers(Y)
     mg = np.inf if max_grad_norm is None else float(max_grad_norm)
     ms = np.inf if max_step_norm is None else float(max_step_norm)
-    view = embedding_view or (lambda A: A.copy())
+    view = embedding_view or ops.to_numpy
     kl = None
     best_kl, best_iter = np.inf, 0
     check_every = log_every if n_iter_without_progress is not None else None
@@ -156,9 +186,9 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                 kl_now = backend.gradient(Y, P, dof, exaggeration, grad, compute_kl)
                 if kl_now is not None:
                     kl = kl_now
-                _step(Y, grad, state.update, state.gains, learning_rate, momentum, mg, ms, row_sq)
+                ops.step(Y, grad, state, learning_rate, momentum, mg, ms, row_sq)
                 if recentre:
-                    _recentre(Y)
+                    ops.recentre(Y)
                 done = it
                 if progress is not None:
                     progress.update(it, kl_now)
@@ -169,7 +199,7 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                     if any(bool(cb(it, kl, view(Y))) for cb in callbacks):
                         log.info("Optimisation stopped by a callback at iteration %d", it)
                         return kl, it
-                if min_grad_norm is not None and np.sqrt(row_sq.sum()) <= min_grad_norm:
+                if min_grad_norm is not None and ops.grad_norm(row_sq) <= min_grad_norm:
                     log.info("Gradient norm below min_grad_norm at iteration %d; stopping", it)
                     return _final_kl(kl, compute_kl, backend, Y, P, dof, grad), it
                 if want_check:
@@ -179,7 +209,7 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                         log.info("No progress for %d iterations; stopping at %d", n_iter_without_progress, it)
                         return kl, it
         except KeyboardInterrupt as e:
-            raise OptimizationInterrupt(kl, Y.copy(), done) from e
+            raise OptimizationInterrupt(kl, ops.to_numpy(Y), done) from e
         finally:
             if progress is not None:
                 progress.close()
