@@ -48,8 +48,15 @@ Differences from the CPU FFT backend:
   (``2^26`` in 1-D and 2-D, ``2^25`` ~ 322^3 in 3-D, eight times the CPU's 3-D cap, so
   3-D embeddings up to ~50 units keep the fine grid); a wider embedding gets the
   largest grid under the cap (coarser boxes, logged once). In 3-D that costs accuracy
-  at the extents t-SNE reaches. Measured: MEASURE_ME. Boxes wider than ``MAX_COARSENING`` x ``ints_in_interval`` (points
-  that shot off) raise a ``ValueError``, as on the CPU;
+  at the extents t-SNE reaches: unresolved near-field interactions. Measured against the
+  exact sum (3,000 points in 10 clusters of standard deviation extent/30, dof = 1;
+  normalised force error / Z error): extent 50 (fine grid, 51 boxes): 8e-4 / 2e-5;
+  extent 100 (50 boxes 2 units wide): 6e-2 / 2e-3; extent 150 (3 units): 0.55 / 1.5e-2;
+  extent 200 (4 units): 1.9 / 4e-2. So the 3-D torch FFT is usable up to ~70 units
+  only; the CPU backend's split stays at 1-2e-4 there (use it, or 'exact', for wide
+  3-D embeddings). The capped grid is logged once as a warning. Boxes wider than
+  ``MAX_COARSENING`` x ``ints_in_interval`` (points that shot off) raise a
+  ``ValueError``, as on the CPU;
 * the kernel spectra come from a real FFT of the ``(2M)^d`` periodic kernel (no DCT
   in torch), and the transforms are not pruned.
 
@@ -80,12 +87,21 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..gradients.fft import (ISOLATION_RADIUS, MAX_COARSENING, MIN_INTERVALS_3D, REFERENCE_GRID_MARGIN, STENCIL,
+                             _cube_extent, _fast_n_boxes, _largest_fitting_n_boxes)
+
 logger = logging.getLogger(__name__)
+_coarsening_logged = False
 
 #: pair elements per exact tile (``rows * n``, times ``2 d + 3`` values each).
 TILE_ELEMENTS = 2 ** 24
 #: nonzeros of P per attraction chunk.
 NNZ_CHUNK = 2 ** 22
+#: stencil values (points x 3^d x channels) per spreading / gathering chunk.
+POINT_CHUNK_ELEMENTS = 2 ** 24
+#: cap on the nodes of the zero-padded FFT grid ``(2M)^d``, per dimension count (no
+#: near/far split on torch: a wider embedding gets coarser boxes).
+TORCH_MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 25}
 
 
 def _accumulation_dtype(device):
@@ -106,41 +122,49 @@ def _tiles(n_rows, n_cols, d):
         yield b0, min(n_rows, b0 + block)
 
 
-def _pair_tile(Yb, R, dof):
-    """Differences ``(B, m, d)``, ``1 + d2/dof``, ``w = base^-dof`` and ``f = w / base``."""
-    diff = Yb.unsqueeze(1) - R.unsqueeze(0)
-    base = diff.square().sum(-1).mul_(1.0 / dof).add_(1.0)
+def _pair_tile(YbT, RT, dof):
+    """Differences ``(d, B, m)`` of the columns of ``YbT`` ``(d, B)`` and ``RT`` ``(d, m)`` (the
+    coordinate axis first: the reductions over it and over ``m`` are contiguous), ``1 +
+    d2/dof``, ``w = base^-dof`` and ``f = w / base``."""
+    diff = YbT.unsqueeze(2) - RT.unsqueeze(1)
+    base = diff.square().sum(0).mul_(1.0 / dof).add_(1.0)
     w = base.reciprocal() if dof == 1.0 else base.pow(-dof)
     f = w / base
     return diff, base, w, f
 
 
 def _weighted_sum(coeff, diff):
-    """``sum_j coeff_bj diff_bj`` per row: ``(B, d)`` (elementwise, no matmul: no TF32)."""
-    return (coeff.unsqueeze(-1) * diff).sum(1)
+    """``sum_j coeff_bj diff_kbj`` per row: ``(B, d)`` (elementwise, no matmul: no TF32)."""
+    return (coeff * diff).sum(2).T
+
+
+def _row_sum(w, acc):
+    """``sum w`` with rows summed in ``w``'s dtype and the row sums in ``acc``."""
+    return w.sum(1).to(acc).sum()
 
 
 # ---------------------------------------------------------------------------------------
 # attraction over sparse P
 # ---------------------------------------------------------------------------------------
-def _attraction(Y, R, rows, cols, vals, dof, exaggeration, out):
-    """``out = exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` over the nonzeros."""
+def _attraction(YT, RT, rows, cols, vals, dof, exaggeration, out):
+    """``out = exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` over the nonzeros
+    (``YT``, ``RT``: the points as ``(d, n)`` columns)."""
     out.zero_()
     inv_dof = 1.0 / dof
     for a in range(0, rows.shape[0], NNZ_CHUNK):
         r = rows[a:a + NNZ_CHUNK]
-        diff = Y.index_select(0, r) - R.index_select(0, cols[a:a + NNZ_CHUNK])
-        base = diff.square().sum(1).mul_(inv_dof).add_(1.0)
+        diff = YT.index_select(1, r) - RT.index_select(1, cols[a:a + NNZ_CHUNK])
+        base = diff.square().sum(0).mul_(inv_dof).add_(1.0)
         coeff = vals[a:a + NNZ_CHUNK].mul(exaggeration).div_(base)
-        out.index_add_(0, r, diff.mul_(coeff.unsqueeze(1)))
+        out.index_add_(0, r, diff.mul_(coeff).T)
 
 
-def _log_w_sum(Y, R, rows, cols, vals, dof, acc):
+def _log_w_sum(YT, RT, rows, cols, vals, dof, acc):
     """``sum p_ij log w_ij`` over the nonzeros (0-d tensor of dtype ``acc``)."""
-    total = torch.zeros((), dtype=acc, device=Y.device)
+    total = torch.zeros((), dtype=acc, device=YT.device)
     for a in range(0, rows.shape[0], NNZ_CHUNK):
-        diff = Y.index_select(0, rows[a:a + NNZ_CHUNK]) - R.index_select(0, cols[a:a + NNZ_CHUNK])
-        log1p = diff.square().sum(1).mul_(1.0 / dof).log1p_()
+        diff = YT.index_select(1, rows[a:a + NNZ_CHUNK]) - RT.index_select(1, cols[a:a + NNZ_CHUNK])
+        log1p = diff.square().sum(0).mul_(1.0 / dof).log1p_()
         total += (vals[a:a + NNZ_CHUNK] * log1p).sum(dtype=acc)
     return total * -dof
 
@@ -155,17 +179,39 @@ def _entropy(values):
 # ---------------------------------------------------------------------------------------
 # exact repulsion
 # ---------------------------------------------------------------------------------------
-def _exact_repulsion(Y, R, dof, out, acc, skip_self):
-    """``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)``; returns the per-row ``z_i = sum_j
-    w_ij`` (dtype ``acc``); with ``skip_self`` (``R`` is ``Y``) the pair ``j = i`` is left out."""
+def _exact_repulsion(Y, dof, out, acc):
+    """``out[i] = sum_{j != i} w_ij^((dof+1)/dof) (y_i - y_j)``; returns ``Z = sum_{i != j} w_ij``
+    (0-d tensor of dtype ``acc``)."""
     n, d = Y.shape
-    z = torch.empty(n, dtype=acc, device=Y.device)
-    for b0, b1 in _tiles(n, R.shape[0], d):
-        diff, _, w, f = _pair_tile(Y[b0:b1], R, dof)
-        if skip_self:
-            w.diagonal(b0).zero_()
+    YT = Y.T.contiguous()
+    Z = torch.zeros((), dtype=acc, device=Y.device)
+    for b0, b1 in _tiles(n, n, d):
+        diff, _, w, f = _pair_tile(YT[:, b0:b1], YT, dof)
+        w.diagonal(b0).zero_()
         out[b0:b1] = _weighted_sum(f, diff)
-        z[b0:b1] = w.sum(1, dtype=acc)
+        Z += _row_sum(w, acc)
+    return Z
+
+
+def _exact_reference_repulsion(Y, RT, dof, out, acc):
+    """Normalised repulsion of new points by the reference (``RT``: ``(d, m)``): ``out[i] =
+    sum_j w_ij^((dof+1)/dof) (y_i - r_j) / z_i``; returns ``z_i = sum_j w_ij`` (dtype ``acc``).
+
+    Per row the kernel is scaled by its largest value (``w_ij / max_j w_ij``, computed
+    from the logarithms), so that a new point far from every reference point keeps its
+    force in float32 (at ``dof = 100`` its ``w_ij`` would underflow)."""
+    n, d = Y.shape
+    YT = Y.T.contiguous()
+    z = torch.empty(n, dtype=acc, device=Y.device)
+    for b0, b1 in _tiles(n, RT.shape[1], d):
+        diff = YT[:, b0:b1].unsqueeze(2) - RT.unsqueeze(1)
+        log_base = diff.square().sum(0).mul_(1.0 / dof).log1p_()
+        log_min = log_base.amin(1, keepdim=True)
+        w = log_base.sub(log_min).mul_(-dof).exp_()  # w_ij / max_j w_ij
+        f = w * log_base.neg_().exp_()  # ... times w_ij^(1/dof)
+        w_sum = w.sum(1)
+        out[b0:b1] = _weighted_sum(f, diff) / w_sum.unsqueeze(1)
+        z[b0:b1] = w_sum.to(acc) * torch.exp(log_min.squeeze(1).to(acc) * -dof)
     return z
 
 
@@ -175,20 +221,352 @@ class TorchExactRepulsion:
     name = "exact"
 
     def __call__(self, Y, dof, out):
-        return _exact_repulsion(Y, Y, float(dof), out, _accumulation_dtype(Y.device), True).sum()
+        return _exact_repulsion(Y, float(dof), out, _accumulation_dtype(Y.device))
 
 
 class TorchExactReferenceRepulsion:
     """All-pairs repulsion of new points by a fixed reference; a callable
-    ``(Y_new, dof, out) -> z`` (per new point, no self pairs)."""
+    ``(Y_new, dof, out) -> z`` writing the *normalised* repulsion ``r_i / z_i`` into ``out``
+    and returning ``z_i`` (per new point, no self pairs)."""
 
     name = "exact"
 
     def __init__(self, reference, device, dtype):
-        self.reference = torch.tensor(np.asarray(reference, dtype=np.float64), dtype=dtype, device=device)
+        self.reference_T = torch.tensor(np.asarray(reference, dtype=np.float64).T, dtype=dtype, device=device)
 
     def __call__(self, Y, dof, out):
-        return _exact_repulsion(Y, self.reference, float(dof), out, _accumulation_dtype(Y.device), False)
+        return _exact_reference_repulsion(Y, self.reference_T, float(dof), out, _accumulation_dtype(Y.device))
+
+
+# ---------------------------------------------------------------------------------------
+# FFT interpolation
+# ---------------------------------------------------------------------------------------
+def torch_grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1.0):
+    """Boxes per dimension for a bounding cube of side ``extent``: the rule of
+    :func:`turbotsne.gradients.fft.grid_size` under the cap :data:`TORCH_MAX_GRID_NODES`.
+
+    A wider embedding gets the largest grid under the cap (boxes wider than
+    ``ints_in_interval``; logged once per process) as long as its boxes are at most
+    ``MAX_COARSENING`` times ``ints_in_interval`` wide; beyond that a ``ValueError``.
+    """
+    global _coarsening_logged
+    p = n_interpolation_points
+    min_boxes, width = min_num_intervals, float(ints_in_interval)
+    if d == 3:
+        min_boxes = min(min_boxes, MIN_INTERVALS_3D)
+    ratio = extent / width
+    n_req = 2 ** 40 if not ratio < 2 ** 40 else max(int(min_boxes), int(math.ceil(ratio)), 1)
+    cap = TORCH_MAX_GRID_NODES[d]
+    if (2 * n_req * p) ** d <= cap:
+        n_boxes = _fast_n_boxes(n_req, p)
+        return n_boxes if (2 * n_boxes * p) ** d <= cap else n_req
+    n_fit = _largest_fitting_n_boxes(cap, d, p)
+    if ratio > MAX_COARSENING * n_fit:
+        raise ValueError(
+            f"The FFT repulsion grid would need {n_req} boxes x {p} interpolation points = "
+            f"{n_req * p} nodes per dimension ({(2 * n_req * p) ** d:.3g} padded nodes in {d}-D); "
+            f"even the largest grid under the cap of {cap} nodes (TORCH_MAX_GRID_NODES[{d}]) would "
+            f"have boxes {extent / n_fit:.3g} units wide, more than MAX_COARSENING = "
+            f"{MAX_COARSENING} x ints_in_interval, because the embedding spans {extent:.4g} "
+            "units: points have probably shot off. Limit the step size (set max_step_norm or "
+            "lower the learning rate), or use negative_gradient_method='exact'."
+        )
+    if not _coarsening_logged:
+        _coarsening_logged = True
+        logger.warning(
+            "The %d-D embedding spans %.4g units: the torch FFT repulsion grid is capped at %d "
+            "boxes per dimension (TORCH_MAX_GRID_NODES[%d]), so its boxes are %.3g units wide "
+            "instead of at most ints_in_interval = %g and the repulsion is much less accurate "
+            "(see turbotsne.gpu.gradients; logged once).", d, extent, n_fit, d, extent / n_fit, width)
+    return n_fit
+
+
+def _finite_bounds(Y):
+    """Per-dimension ``(lo, hi)`` of ``Y`` as float64 host arrays; ``ValueError`` on NaN or inf."""
+    bounds = torch.stack([Y.amin(0), Y.amax(0)]).to("cpu", torch.float64).numpy()
+    if not np.all(np.isfinite(bounds)):
+        raise ValueError("The embedding contains NaN or inf; the FFT repulsion needs finite values.")
+    return bounds[0], bounds[1]
+
+
+def _check_fft_params(n_interpolation_points, min_num_intervals, ints_in_interval):
+    p = int(n_interpolation_points)
+    if not 1 <= p <= 8:
+        raise ValueError("The 'n_interpolation_points' parameter must be an integer in [1, 8]. "
+                         f"Got {n_interpolation_points!r} instead.")
+    if not int(min_num_intervals) >= 1:
+        raise ValueError("The 'min_num_intervals' parameter must be a positive integer. "
+                         f"Got {min_num_intervals!r} instead.")
+    if not float(ints_in_interval) > 0:
+        raise ValueError("The 'ints_in_interval' parameter must be a positive number. "
+                         f"Got {ints_in_interval!r} instead.")
+    return p, int(min_num_intervals), float(ints_in_interval)
+
+
+class _Grid:
+    """One grid: ``n_boxes^d`` boxes of ``p^d`` nodes, ``M = n_boxes p`` nodes per axis at
+    ``origin + j spacing`` (flat, C order, unpadded: ``rfftn`` pads to ``2M``), the flat
+    offsets of the ``3^d`` stencil nodes and the stencil digits."""
+
+    def __init__(self, lo, extent, n_boxes, spacing, d, p, device):
+        self.lo, self.extent, self.n_boxes, self.spacing = lo, extent, n_boxes, spacing
+        self.d, self.p = d, p
+        self.m = m = n_boxes * p
+        self.origin = lo - 0.5 * spacing  # node j at lo + (j - 1/2) spacing
+        self.centre = lo + 0.5 * extent
+        digits = np.indices((STENCIL,) * d).reshape(d, -1).T  # (3^d, d), C order
+        strides = m ** np.arange(d - 1, -1, -1, dtype=np.int64)
+        self.combo = torch.tensor(digits, device=device)
+        self.strides = torch.tensor(strides, device=device)
+        self.offset = torch.tensor(digits @ strides, device=device)
+        self.size = m ** d
+
+    def key(self):
+        return (self.d, self.m, self.spacing)
+
+    def stencil(self, Y, acc):
+        """Per point: flat first stencil node ``base``, flat box ``box`` and the ``3^d``
+        quadratic B-spline weights (dtype ``acc``) around the nearest node (see
+        :func:`turbotsne.gradients.fft._interpolation_weights`)."""
+        dev = Y.device
+        origin = torch.tensor(self.origin, dtype=acc, device=dev)
+        s = (Y.to(acc) - origin) * (1.0 / self.spacing)
+        j = torch.floor(s + 0.5).clamp_(1, self.m - 2)
+        x = s - j
+        a, c = 0.5 - x, 0.5 + x
+        lw = torch.stack([0.5 * a * a, 0.75 - x * x, 0.5 * c * c], dim=-1)  # (n, d, 3)
+        jj = j.long() - 1
+        base = (jj * self.strides).sum(1)
+        box_strides = self.n_boxes ** torch.arange(self.d - 1, -1, -1, device=dev)
+        box = (torch.div(jj, self.p, rounding_mode="floor") * box_strides).sum(1)
+        weights = lw[:, 0, self.combo[:, 0]]
+        for k in range(1, self.d):
+            weights = weights * lw[:, k, self.combo[:, k]]
+        return base, box, weights
+
+
+def _point_chunks(n, d):
+    step = max(1, POINT_CHUNK_ELEMENTS // (STENCIL ** d * (d + 3)))
+    for a in range(0, n, step):
+        yield a, min(n, a + step)
+
+
+def _spread(grid, Y, base, weights, centre, out_dtype):
+    """Charges ``[1, y - c]`` onto a ``(d + 1, M^d)`` node grid of ``out_dtype``."""
+    n, d = Y.shape
+    nodes = torch.zeros((d + 1, grid.size), dtype=out_dtype, device=Y.device)
+    c = torch.tensor(centre, dtype=weights.dtype, device=Y.device)
+    for a, b in _point_chunks(n, d):
+        charges = torch.cat([torch.ones(1, b - a, dtype=weights.dtype, device=Y.device),
+                             (Y[a:b].to(weights.dtype) - c).T])
+        vals = (charges.unsqueeze(2) * weights[a:b].unsqueeze(0)).to(out_dtype)
+        index = (base[a:b].unsqueeze(1) + grid.offset).reshape(-1)
+        nodes.index_add_(1, index, vals.reshape(d + 1, -1))
+    return nodes
+
+
+def _gather(phi, Y, base, weights, grid, acc):
+    """Interpolated potentials ``(channels, n)`` (dtype ``acc``) at the points."""
+    n, d = Y.shape
+    res = torch.empty((phi.shape[0], n), dtype=acc, device=Y.device)
+    for a, b in _point_chunks(n, d):
+        index = (base[a:b].unsqueeze(1) + grid.offset).reshape(-1)
+        vals = phi.index_select(1, index).view(phi.shape[0], b - a, -1).to(acc)
+        res[:, a:b] = (vals * weights[a:b].to(acc)).sum(-1)
+    return res
+
+
+def _forces(pot, Y, centre, acc):
+    """``r_i = (y_i - c) phi_0 - phi_{1..d}`` from the gathered potentials."""
+    c = torch.tensor(centre, dtype=acc, device=Y.device)
+    d = Y.shape[1]
+    return (Y.to(acc) - c) * pot[0].unsqueeze(1) - pot[1:d + 1].T
+
+
+def _kernel_spectrum(d, m, spacing, dof, which, dtype, device):
+    """Real half spectrum ``((2M)^(d-1), ..., M + 1)`` of K1 (``which = 1``) or K2 on the
+    2M-periodic node lattice, deconvolved by the squared B-spline spectrum per axis."""
+    length = 2 * m
+    idx = torch.arange(length, dtype=dtype, device=device)
+    x2 = (torch.minimum(idx, length - idx) * spacing) ** 2
+    d2 = x2
+    for _ in range(d - 1):
+        d2 = d2.unsqueeze(-1) + x2
+    base = d2.mul_(1.0 / dof).add_(1.0)
+    del d2
+    kern = base.pow_(-dof) if which == 1 else base.pow_(-(dof + 1.0))
+    spec = torch.fft.rfftn(kern, dim=tuple(range(d))).real
+    del kern, base
+    # 1 / |B^(w)|^2 per axis, B^(w) = sinc(w / 2)^3 at the frequencies w = pi m / M
+    full = torch.sinc(torch.minimum(idx, length - idx) / length) ** -(2 * STENCIL)
+    half = full[:m + 1]
+    for k in range(d):
+        factor = half if k == d - 1 else full
+        spec = spec * factor.reshape((1,) * k + (-1,) + (1,) * (d - 1 - k))
+    return spec.contiguous()
+
+
+class _FFTBase:
+    """Parameters, grid rule and cached kernel spectra shared by the FFT repulsions."""
+
+    name = "fft"
+
+    def __init__(self, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1):
+        p, min_int, ints = _check_fft_params(n_interpolation_points, min_num_intervals, ints_in_interval)
+        self.n_interpolation_points, self.min_num_intervals, self.ints_in_interval = p, min_int, ints
+        self._spectra_key = None
+        self._spectra = None
+
+    def _grid_for(self, lo, hi, d, device):
+        """The grid covering ``[lo, hi]`` (see :meth:`turbotsne.gradients.fft._FFTBase._grid_for`)."""
+        p = self.n_interpolation_points
+        extent = _cube_extent(lo, hi)
+        margin = (STENCIL - 1) * self.ints_in_interval / p
+        n_boxes = torch_grid_size(extent + margin, d, p, self.min_num_intervals, self.ints_in_interval)
+        n_boxes = max(n_boxes, -(-(STENCIL + 1) // p))  # at least one node inside
+        spacing = extent / (n_boxes * p - (STENCIL - 1))
+        return _Grid(np.asarray(lo, dtype=np.float64), extent, n_boxes, spacing, d, p, device)
+
+    def _kernel_spectra(self, grid, dof, k2_dtype, k1_dtype, device):
+        """``(khat2, khat1)``, cached while the grid size, spacing, ``dof`` and dtypes are unchanged."""
+        key = grid.key() + (dof, k2_dtype, k1_dtype, str(device))
+        if self._spectra_key != key:
+            self._spectra_key = self._spectra = None
+            acc = _accumulation_dtype(device)
+            k2 = _kernel_spectrum(grid.d, grid.m, grid.spacing, dof, 2, acc, device).to(k2_dtype)
+            k1 = _kernel_spectrum(grid.d, grid.m, grid.spacing, dof, 1, acc, device).to(k1_dtype)
+            self._spectra, self._spectra_key = (k2, k1), key
+        return self._spectra
+
+
+def _transform_dims(d):
+    return tuple(range(1, d + 1))
+
+
+class TorchFFTRepulsion(_FFTBase):
+    """Repulsion by FFT-accelerated interpolation; a callable ``(Y, dof, out) -> Z`` (0-d
+    tensor). Parameters as :class:`turbotsne.gradients.fft.FFTRepulsion`."""
+
+    def __call__(self, Y, dof, out):
+        n, d = Y.shape
+        if d not in (1, 2, 3):
+            raise ValueError("negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
+                             f"got {d}. Use negative_gradient_method='exact'.")
+        dev, dtype = Y.device, Y.dtype
+        acc = _accumulation_dtype(dev)
+        dof = float(dof)
+        if n < 2:
+            out.zero_()
+            return torch.zeros((), dtype=acc, device=dev)
+        grid = self._grid_for(*_finite_bounds(Y), d, dev)
+        self.grid = grid
+        base, _, weights = grid.stencil(Y, acc)
+        nodes = _spread(grid, Y, base, weights, grid.centre, dtype)
+        khat2, khat1 = self._kernel_spectra(grid, dof, dtype, acc, dev)
+        length, dims = 2 * grid.m, _transform_dims(d)
+        spec = torch.fft.rfftn(nodes.view((d + 1,) + (grid.m,) * d), s=(length,) * d, dim=dims)
+        del nodes
+        # Z by Parseval over the half spectrum of the unit charges (columns 1..M-1 count twice)
+        q0 = spec[0]
+        power = (q0.real.to(acc).square() + q0.imag.to(acc).square()).mul_(khat1)  # no in-place on views of spec
+        z_total = 2.0 * power.sum(dtype=acc) - power[..., 0].sum(dtype=acc) - power[..., -1].sum(dtype=acc)
+        del power, q0
+        spec *= khat2
+        phi = torch.fft.irfftn(spec, s=(length,) * d, dim=dims)
+        del spec
+        phi = phi[(slice(None),) + (slice(0, grid.m),) * d].reshape(d + 1, -1)
+        pot = _gather(phi, Y, base, weights, grid, acc)
+        out.copy_(_forces(pot, Y, grid.centre, acc))
+        return z_total / float(length) ** d - n
+
+
+class TorchFFTReferenceRepulsion(_FFTBase):
+    """Repulsion of new points by a fixed reference by FFT interpolation; a callable
+    ``(Y_new, dof, out) -> z`` writing the normalised repulsion ``r_i / z_i`` into ``out``
+    and returning ``z_i`` (per new point, float64 where the device has it).
+
+    As :class:`turbotsne.gradients.fft.FFTReferenceRepulsion`: the grid covers the union
+    of the reference's and the new points' bounding boxes widened by
+    ``REFERENCE_GRID_MARGIN`` of its extent on every side, and is kept while every new
+    point stays inside it (a point outside triggers a new grid, so points outside the
+    reference's box are handled by the grid itself). The reference charges are spread
+    once per grid, the node potentials ``K2 * [1, r - c]`` and ``K1 * 1`` computed once
+    per grid and ``dof`` (in float64); a call with an unchanged grid only interpolates.
+    With ``dof > 1`` a new point whose box has no reference point within
+    ``ISOLATION_RADIUS`` (rounded up to whole boxes) is summed exactly over the reference.
+    """
+
+    def __init__(self, reference, device, dtype=torch.float32, n_interpolation_points=3, min_num_intervals=50,
+                 ints_in_interval=1):
+        super().__init__(n_interpolation_points, min_num_intervals, ints_in_interval)
+        R = np.array(reference, dtype=np.float64)
+        if R.ndim != 2:
+            raise ValueError(f"The reference embedding must be 2-D (m, d); got shape {R.shape}.")
+        self.device = torch.device(device)
+        self.acc = _accumulation_dtype(self.device)
+        self._exact = TorchExactReferenceRepulsion(R, self.device, dtype)
+        self._R = torch.tensor(R, dtype=self.acc, device=self.device)
+        self._ref_bounds = (R.min(axis=0), R.max(axis=0)) if R.shape[0] else None
+        self.grid = None
+        self.n_grids = 0  # grids chosen so far
+        self._phi_key = None
+        self._phi = None
+
+    def _regrid(self, lo_y, hi_y):
+        d = self._R.shape[1]
+        lo = np.minimum(lo_y, self._ref_bounds[0])
+        hi = np.maximum(hi_y, self._ref_bounds[1])
+        margin = REFERENCE_GRID_MARGIN * float(np.max(hi - lo))
+        self.grid = self._phi = self._phi_key = None
+        grid = self._grid_for(lo - margin, hi + margin, d, self.device)
+        base, box, weights = grid.stencil(self._R, self.acc)
+        self._charges = _spread(grid, self._R, base, weights, grid.centre, self.acc)
+        # boxes with a reference point within ISOLATION_RADIUS, rounded up to whole boxes
+        occupied = torch.zeros(grid.n_boxes ** d, dtype=self.acc, device=self.device)
+        occupied[box] = 1.0
+        reach = int(math.ceil(ISOLATION_RADIUS / (grid.spacing * grid.p)))
+        pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d,
+                torch.nn.functional.max_pool3d)[d - 1]
+        near = pool(occupied.view((1, 1) + (grid.n_boxes,) * d), 2 * reach + 1, stride=1, padding=reach)
+        self._near = near.reshape(-1) > 0
+        self.grid = grid
+        self.n_grids += 1
+
+    def _potentials(self, dof):
+        grid, acc = self.grid, self.acc
+        d, length, dims = grid.d, 2 * grid.m, _transform_dims(grid.d)
+        khat2, khat1 = self._kernel_spectra(grid, dof, acc, acc, self.device)
+        spec = torch.fft.rfftn(self._charges.view((d + 1,) + (grid.m,) * d), s=(length,) * d, dim=dims)
+        spec = torch.cat([spec * khat2, (spec[0] * khat1).unsqueeze(0)])
+        phi = torch.fft.irfftn(spec, s=(length,) * d, dim=dims)
+        return phi[(slice(None),) + (slice(0, grid.m),) * d].reshape(d + 2, -1).contiguous()
+
+    def __call__(self, Y, dof, out):
+        n, d = Y.shape
+        dof = float(dof)
+        if self._ref_bounds is None or n == 0:
+            out.zero_()
+            return torch.zeros(n, dtype=self.acc, device=Y.device)
+        lo_y, hi_y = _finite_bounds(Y)
+        grid = self.grid
+        if grid is None or np.any(lo_y < grid.lo) or np.any(hi_y > grid.lo + grid.extent):
+            self._regrid(lo_y, hi_y)
+            grid = self.grid
+        if self._phi_key != (self.n_grids, dof):
+            self._phi_key = None
+            self._phi = self._potentials(dof)
+            self._phi_key = (self.n_grids, dof)
+        base, box, weights = grid.stencil(Y, self.acc)
+        pot = _gather(self._phi, Y, base, weights, grid, self.acc)
+        z = pot[d + 1].contiguous()
+        out.copy_(_forces(pot, Y, grid.centre, self.acc).div_(z.unsqueeze(1)))
+        if dof > 1.0:
+            far = torch.nonzero(~self._near[box]).squeeze(1)
+            if far.numel():
+                out_far = torch.empty((far.numel(), d), dtype=Y.dtype, device=Y.device)
+                z[far] = self._exact(Y.index_select(0, far), dof, out_far).to(z.dtype)
+                out[far] = out_far
+        return z
 
 
 # ---------------------------------------------------------------------------------------
@@ -256,13 +634,14 @@ class TorchSparseGradient(_SparseP):
         self._check(Y, out)
         self._use(P)
         dof = float(dof)
-        _attraction(Y, Y, self._rows, self._cols, self._vals, dof, float(exaggeration), out)
+        YT = Y.T.contiguous()
+        _attraction(YT, YT, self._rows, self._cols, self._vals, dof, float(exaggeration), out)
         rep = self._scratch(Y)
         Z = self.repulsion(Y, dof, rep)
         out.sub_(rep.mul_(Z.reciprocal().to(self.dtype)))
         if not compute_kl:
             return None
-        log_w = _log_w_sum(Y, Y, self._rows, self._cols, self._vals, dof, self.acc)
+        log_w = _log_w_sum(YT, YT, self._rows, self._cols, self._vals, dof, self.acc)
         return float(self._entropy - log_w.item() + math.log(Z.item()) * self._p_sum)
 
 
@@ -272,26 +651,26 @@ class TorchPartialGradient(_SparseP):
 
     def __init__(self, reference, repulsion, device, dtype=torch.float32):
         super().__init__(device, dtype)
-        self.reference = torch.tensor(np.asarray(reference, dtype=np.float64), dtype=self.dtype,
-                                      device=self.device)
+        self.reference_T = torch.tensor(np.asarray(reference, dtype=np.float64).T, dtype=self.dtype,
+                                        device=self.device)
         self.repulsion = repulsion
         self.name = getattr(repulsion, "name", type(repulsion).__name__)
 
     def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
         self._check(Y, out)
-        if Y.shape[1] != self.reference.shape[1]:
-            raise ValueError(f"Y has {Y.shape[1]} dimensions but the reference embedding has "
-                             f"{self.reference.shape[1]}.")
+        RT = self.reference_T
+        if Y.shape[1] != RT.shape[0]:
+            raise ValueError(f"Y has {Y.shape[1]} dimensions but the reference embedding has {RT.shape[0]}.")
         self._use(P)
         dof = float(dof)
-        R = self.reference
-        _attraction(Y, R, self._rows, self._cols, self._vals, dof, float(exaggeration), out)
+        YT = Y.T.contiguous()
+        _attraction(YT, RT, self._rows, self._cols, self._vals, dof, float(exaggeration), out)
         rep = self._scratch(Y)
-        z = self.repulsion(Y, dof, rep)
-        out.sub_(rep.div_(z.to(self.dtype).unsqueeze(1)))
+        z = self.repulsion(Y, dof, rep)  # rep: already divided by z
+        out.sub_(rep)
         if not compute_kl:
             return None
-        log_w = _log_w_sum(Y, R, self._rows, self._cols, self._vals, dof, self.acc)
+        log_w = _log_w_sum(YT, RT, self._rows, self._cols, self._vals, dof, self.acc)
         log_z = torch.dot(self._row_sums, z.to(self.acc).log())
         return float((self._entropy - log_w.item() + log_z.item()) / Y.shape[0])
 
@@ -314,17 +693,18 @@ class TorchDenseExactGradient(_TorchBackend):
         n, d = Y.shape
         rep = self._scratch(Y)
         Pt, acc = self._Pt, self.acc
+        YT = Y.T.contiguous()
         Z = torch.zeros((), dtype=acc, device=Y.device)
         log_w = torch.zeros((), dtype=acc, device=Y.device)
         for b0, b1 in _tiles(n, n, d):
-            diff, base, w, f = _pair_tile(Y[b0:b1], Y, dof)
+            diff, base, w, f = _pair_tile(YT[:, b0:b1], YT, dof)
             w.diagonal(b0).zero_()
             Pb = Pt[b0:b1]
             out[b0:b1] = _weighted_sum(Pb / base, diff).mul_(float(exaggeration))
             rep[b0:b1] = _weighted_sum(f, diff)
-            Z += w.sum(dtype=acc)
+            Z += _row_sum(w, acc)
             if compute_kl:
-                log_w += torch.where(Pb > 0, Pb * base.log(), 0.0).sum(dtype=acc) * -dof
+                log_w += _row_sum(torch.where(Pb > 0, Pb * base.log(), 0.0), acc) * -dof
         out.sub_(rep.mul_(Z.reciprocal().to(self.dtype)))
         if not compute_kl:
             return None
