@@ -1,1 +1,0 @@
-"""PyTorch versions of the gradient backends (the optional extra "gpu"); see :mod:`.gradients`."""
