@@ -52,9 +52,12 @@ Differences from the CPU FFT backend:
   exact sum (3,000 points in 10 clusters of standard deviation extent/30, dof = 1;
   normalised force error / Z error): extent 50 (fine grid, 51 boxes): 8e-4 / 2e-5;
   extent 100 (50 boxes 2 units wide): 6e-2 / 2e-3; extent 150 (3 units): 0.55 / 1.5e-2;
-  extent 200 (4 units): 1.9 / 4e-2. So the 3-D torch FFT is usable up to ~70 units
-  only; the CPU backend's split stays at 1-2e-4 there (use it, or 'exact', for wide
-  3-D embeddings). The capped grid is logged once as a warning. Boxes wider than
+  extent 200 (4 units): 1.9 / 4e-2. So :class:`TorchFFTRepulsion` does not use a
+  capped grid: when the cap binds it computes that call's repulsion by the exact tiled
+  sum instead (logged once). Correct at any extent, O(N^2) per such call: on a GPU the
+  exact sum over 70,000 points is ~5e9 pair terms per call; on the CPU use the numba
+  backend, whose near/far split keeps the FFT at 1-2e-4 there. The transform
+  (reference) FFT still uses the capped grid. Boxes wider than
   ``MAX_COARSENING`` x ``ints_in_interval`` (points that shot off) raise a
   ``ValueError``, as on the CPU;
 * the kernel spectra come from a real FFT of the ``(2M)^d`` periodic kernel (no DCT
@@ -445,6 +448,19 @@ def _transform_dims(d):
     return tuple(range(1, d + 1))
 
 
+_fallback_logged = False
+
+
+def _log_exact_fallback(d, grid):
+    global _fallback_logged
+    if not _fallback_logged:
+        _fallback_logged = True
+        logger.warning("The %d-D embedding spans %.4g units: the torch FFT grid would need boxes %.3g units "
+                       "wide (TORCH_MAX_GRID_NODES[%d] binds), too coarse to be accurate; the repulsion is "
+                       "summed exactly on such iterations instead (logged once).",
+                       d, grid.extent, grid.spacing * grid.p, d)
+
+
 class TorchFFTRepulsion(_FFTBase):
     """Repulsion by FFT-accelerated interpolation; a callable ``(Y, dof, out) -> Z`` (0-d
     tensor). Parameters as :class:`turbotsne.gradients.fft.FFTRepulsion`."""
@@ -462,6 +478,9 @@ class TorchFFTRepulsion(_FFTBase):
             return torch.zeros((), dtype=acc, device=dev)
         grid = self._grid_for(*_finite_bounds(Y), d, dev)
         self.grid = grid
+        if grid.spacing * grid.p > self.ints_in_interval * (1 + 1e-9):  # the cap binds: coarse boxes
+            _log_exact_fallback(d, grid)
+            return _exact_repulsion(Y, dof, out, acc).sum()
         base, _, weights = grid.stencil(Y, acc)
         nodes = _spread(grid, Y, base, weights, grid.centre, dtype)
         khat2, khat1 = self._kernel_spectra(grid, dof, dtype, acc, dev)
