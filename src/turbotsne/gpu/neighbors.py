@@ -3,8 +3,10 @@
 Per tile of query rows: ``|r|^2 - 2 q r^T`` (one matrix product; on a CUDA
 device the tensor cores do the work) and ``topk`` of ``k + REFINE_MARGIN``
 candidates, then the candidates' distances are recomputed from coordinate
-differences (no cancellation error, so a near-tie at the k-th neighbour is
-decided on exact float32 distances, not on the product's rounding) and the
+differences in float64 (no cancellation error, so a near-tie at the k-th
+neighbour is decided on exact distances, not on the product's rounding; with a
+float32 recomputation, torch 2.13's CPU build intermittently returned distances
+off by ~2e-4 relative in a process whose numba kernels had just run) and the
 ``k`` nearest kept, sorted by (distance, index). Tiles are sized so that no
 intermediate exceeds :data:`BLOCK_BYTES`: memory stays bounded at any N.
 """
@@ -77,7 +79,8 @@ class TorchExact(KNNIndex):
         return self._ref_t
 
     def _exact(self, q, r):
-        """Distances of query rows ``q`` (b, D) to their candidates ``r`` (b, m, D)."""
+        """Distances of query rows ``q`` (b, D) to their candidates ``r`` (b, m, D), in float64."""
+        q, r = q.to(torch.float64), r.to(torch.float64)
         if self.metric == "cosine":
             return torch.clamp(1.0 - torch.einsum("bd,bmd->bm", q, r), min=0.0)
         d2 = torch.sum((q[:, None, :] - r) ** 2, dim=-1)
@@ -89,7 +92,7 @@ class TorchExact(KNNIndex):
         m = min(k + REFINE_MARGIN, n_r - (1 if exclude_self else 0))
         r_sq = None if self.metric == "cosine" else torch.sum(R * R, dim=1)
         rows = max(1, BLOCK_BYTES // (4 * n_r))
-        refine_rows = max(1, BLOCK_BYTES // (4 * m * max(dim, 1)))
+        refine_rows = max(1, BLOCK_BYTES // (8 * m * max(dim, 1)))
         indices = np.empty((n_q, k), dtype=np.int64)
         distances = np.empty((n_q, k), dtype=np.float64)
         for s in range(0, n_q, rows):
@@ -106,7 +109,7 @@ class TorchExact(KNNIndex):
                 d, order = torch.sort(d, dim=1, stable=True)
                 lo, hi = s + t, s + t + c.shape[0]
                 indices[lo:hi] = torch.gather(c, 1, order[:, :k]).cpu().numpy()
-                distances[lo:hi] = d[:, :k].to(torch.float64).cpu().numpy()
+                distances[lo:hi] = d[:, :k].cpu().numpy()
         return indices, distances
 
     def __getstate__(self):
