@@ -3,6 +3,7 @@
 Importing the package compiles nothing: numba kernels are compiled (and cached)
 on first use.
 """
+from . import _config  # noqa: F401  (first: sets OMP_WAIT_POLICY before any OpenMP runtime loads)
 from .affinity import PerplexityBasedDense, PerplexityBasedNN
 from .embedding import TSNEEmbedding
 from .estimator import TSNE

@@ -13,6 +13,12 @@ import sys
 
 import numpy as np
 
+# numba's OpenMP workers spin after each parallel region by default; scipy.fft's worker
+# threads (and torch's) then compete with them for the cores. Sleeping waiters made the
+# 70k-point MNIST run 6 % faster end to end on 2 cores (34.0 -> 32.0 s). It only takes effect
+# if no OpenMP runtime read the variable yet, and a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 #: fastmath flags for every numba kernel: reassociation and contraction allowed,
 #: but NaN/inf semantics kept (``nnan``/``ninf`` are deliberately absent).
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}

@@ -179,24 +179,63 @@ def _check_k(k, n_ref, *, build):
 
 
 def _drop_self(indices, distances, k):
-    """Remove row i's own index from row i (by index, not the first column) and keep k."""
-    n = indices.shape[0]
-    is_self = indices == np.arange(n)[:, None]
-    # rows where self did not come back: drop the last (farthest) column instead
-    missing = ~is_self.any(axis=1)
-    is_self[missing, -1] = True
-    # rows where self appears more than once cannot happen (indexes return unique ids)
-    keep = ~is_self
-    indices = indices[keep].reshape(n, -1)[:, :k]
-    distances = distances[keep].reshape(n, -1)[:, :k]
-    return indices, distances
+    """Remove row i's own index from row i (by index, not the first column) and keep k.
+
+    Rows where self did not come back lose their last (farthest) column instead
+    (indexes return unique ids, so self appears at most once)."""
+    n, m = indices.shape
+    out_i = np.empty((n, min(k, m - 1)), dtype=np.int64)
+    out_d = np.empty(out_i.shape, dtype=np.float64)
+    _row_kernels()[0](np.ascontiguousarray(indices, dtype=np.int64),
+                      np.ascontiguousarray(distances, dtype=np.float64), out_i, out_d)
+    return out_i, out_d
 
 
 def _sort_rows(indices, distances):
-    """Sort each row by (distance, index)."""
-    order = np.lexsort((indices, distances), axis=-1)
-    return (np.take_along_axis(indices, order, axis=1).astype(np.int64, copy=False),
-            np.take_along_axis(distances, order, axis=1).astype(np.float64, copy=False))
+    """Sort each row by (distance, index); returns new int64 / float64 arrays."""
+    indices = np.array(indices, dtype=np.int64, order="C")
+    distances = np.array(distances, dtype=np.float64, order="C")
+    _row_kernels()[1](indices, distances)
+    return indices, distances
+
+
+@functools.lru_cache(maxsize=None)
+def _row_kernels():
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def drop_self(ind, dist, out_i, out_d):
+        n, m = ind.shape
+        k = out_i.shape[1]
+        for i in numba.prange(n):
+            skip = m - 1  # no self in the row: drop the last column
+            for j in range(m):
+                if ind[i, j] == i:
+                    skip = j
+                    break
+            t = 0
+            for j in range(m):
+                if j != skip and t < k:
+                    out_i[i, t] = ind[i, j]
+                    out_d[i, t] = dist[i, j]
+                    t += 1
+
+    @numba.njit(parallel=True, cache=True)
+    def sort_rows(ind, dist):
+        # insertion sort per row by (distance, index): rows come nearly sorted from the indexes
+        n, m = ind.shape
+        for i in numba.prange(n):
+            for j in range(1, m):
+                d, x = dist[i, j], ind[i, j]
+                t = j - 1
+                while t >= 0 and (dist[i, t] > d or (dist[i, t] == d and ind[i, t] > x)):
+                    dist[i, t + 1] = dist[i, t]
+                    ind[i, t + 1] = ind[i, t]
+                    t -= 1
+                dist[i, t + 1] = d
+                ind[i, t + 1] = x
+
+    return drop_self, sort_rows
 
 
 # --------------------------------------------------------------------------- #
@@ -857,7 +896,16 @@ def _annoy_from_bytes(index, data):
 
 
 class HNSW(_ApproxIndex):
-    """hnswlib's hierarchical navigable small-world graph (extra ``ann``)."""
+    """hnswlib's hierarchical navigable small-world graph (extra ``ann``).
+
+    ``M`` and ``ef_construction`` are hnswlib's; the search breadth is
+    ``ef`` (default ``k + EF_MARGIN``, at least 50): at k = 90 on MNIST-70k
+    (PCA-50) that measured recall 0.9968 in 2.6 s of querying, against 0.9988
+    in 3.6 s at ``2 k`` (openTSNE's Annoy: 0.9899; ``bench/bench_knn.py``).
+    """
+
+    #: default search breadth beyond k
+    EF_MARGIN = 30
 
     name = "hnsw"
     _METRICS = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "cosine", "correlation": "cosine"}
@@ -886,7 +934,7 @@ class HNSW(_ApproxIndex):
         return X
 
     def _set_ef(self, k):
-        self._index.set_ef(max(self.ef or 0, min(max(2 * k, 50), self.n_samples_fit_)))
+        self._index.set_ef(max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), self.n_samples_fit_)))
 
     def build(self, X, k):
         hnswlib = _require("hnswlib", "hnsw")

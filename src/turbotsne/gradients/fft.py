@@ -132,57 +132,80 @@ _BLOCK = 256
 #: precision of the node grids, the K2 kernel and their FFTs (the interpolation error,
 #: >= 1e-4, dominates single-precision rounding); K1 (for Z), weights and sums stay float64.
 _REAL = np.float32
+#: the ``z`` argument of :func:`_gather` when no K1 potential is gathered
+_NO_Z = np.empty(0)
 _COMPLEX = np.complex64
 
 
 # ---------------------------------------------------------------------------------------
 # numba kernels
 # ---------------------------------------------------------------------------------------
+@numba.njit(fastmath=FASTMATH, cache=True, inline="always")
+def _nearest_node(y, origin, inv_h, m_nodes):
+    """Node units ``s`` of a coordinate and its nearest node ``j`` (clamped to ``[1, M - 2]``)."""
+    s = (y - origin) * inv_h
+    j = int(s + 0.5) if s > 0.0 else 0
+    if j > m_nodes - 2:
+        j = m_nodes - 2
+    if j < 1:
+        j = 1
+    return s, j
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _interpolation_weights(Y, origin, inv_h, m_nodes, p, n_boxes, combo, strides, box, base,
-                           weights):
-    """Per point: flat box index ``box``, flat first stencil node ``base`` and the
-    ``3^d`` tensor-product quadratic B-spline weights ``weights[i, t]``.
+def _boxes(Y, origin, inv_h, m_nodes, p, n_boxes, box):
+    """Flat box index of each point (in the points' own order): per dimension, the box of
+    its stencil's first node, ``(j - 1) // p``."""
+    n, d = Y.shape
+    for i in numba.prange(n):
+        b_flat = 0
+        for k in range(d):
+            _, j = _nearest_node(Y[i, k], origin[k], inv_h, m_nodes)
+            b_flat = b_flat * n_boxes + (j - 1) // p
+        box[i] = b_flat
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _interpolation_weights(Y, centre, order, origin, inv_h, m_nodes, combo, strides, base,
+                           weights, charges):
+    """In box order (position ``ii`` holds point ``order[ii]``): the flat first stencil
+    node ``base[ii]``, the ``3^d`` tensor-product quadratic B-spline weights
+    ``weights[ii, t]`` and the centred coordinates ``charges[ii] = y - centre``.
 
     Node ``j`` of axis ``k`` lies at ``origin[k] + j / inv_h``; a point at ``s = (y -
     origin) * inv_h`` node units has its stencil ``j - 1, j, j + 1`` around the nearest
     node ``j`` (clamped to ``[1, M - 2]``; the grid leaves a margin, so clamping only
     absorbs rounding). The 1-D weights at ``x = s - j`` in ``[-1/2, 1/2]`` are
-    ``(1/2 - x)^2 / 2, 3/4 - x^2, (1/2 + x)^2 / 2``. The box of a point is ``(j - 1) // p``
-    per dimension (its stencil's first node row over ``p``); ``combo[t, k]`` is the
-    stencil digit along dimension ``k`` of weight ``t``; ``strides[k]`` the flat stride of
-    grid axis ``k`` (the last axis is zero-padded to 2M).
+    ``(1/2 - x)^2 / 2, 3/4 - x^2, (1/2 + x)^2 / 2``. ``combo[t, k]`` is the stencil
+    digit along dimension ``k`` of weight ``t``; ``strides[k]`` the flat stride of grid
+    axis ``k`` (the last axis is zero-padded to 2M). Storing all of it in box order makes
+    spreading and gathering read memory in sequence: only this pass reads ``Y`` (and the
+    gathering writes the forces) in the points' own order.
     """
     n, d = Y.shape
     n_combo = combo.shape[0]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         lw = np.empty((3, 3))  # per-dimension 1-D weights (d <= 3), one per block
-        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            b_flat = 0
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            i = order[ii]
             node_flat = 0
             for k in range(d):
-                s = (Y[i, k] - origin[k]) * inv_h
-                j = int(s + 0.5) if s > 0.0 else 0
-                if j > m_nodes - 2:
-                    j = m_nodes - 2
-                if j < 1:
-                    j = 1
+                s, j = _nearest_node(Y[i, k], origin[k], inv_h, m_nodes)
                 x = s - j
                 a = 0.5 - x
                 c = 0.5 + x
                 lw[k, 0] = 0.5 * a * a
                 lw[k, 1] = 0.75 - x * x
                 lw[k, 2] = 0.5 * c * c
-                b_flat = b_flat * n_boxes + (j - 1) // p
                 node_flat += (j - 1) * strides[k]
-            box[i] = b_flat
-            base[i] = node_flat
+                charges[ii, k] = Y[i, k] - centre[k]
+            base[ii] = node_flat
             for t in range(n_combo):
                 w = 1.0
                 for k in range(d):
                     w *= lw[k, combo[t, k]]
-                weights[i, t] = w
+                weights[ii, t] = w
 
 
 @numba.njit(cache=True)
@@ -203,9 +226,10 @@ def _sort_by_box(box, n_box_total, start, order):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _spread(Y, centre, order, start, base, n_boxes, n_colours, m_nodes, strides, weights,
-            offset, grid):
-    """Charges ``[1, y_1 - c_1, ..., y_d - c_d]`` onto the nodes: ``grid[c, node]``.
+def _spread(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights, offset, grid):
+    """Charges ``[1, y_1 - c_1, ..., y_d - c_d]`` onto the nodes: ``grid[c, node]``
+    (``charges``, ``base`` and ``weights`` in box order, as :func:`_interpolation_weights`
+    leaves them).
 
     Stencils of neighbouring boxes overlap, so the slabs of boxes along axis 0 are
     coloured: slabs ``b`` and ``b + n_colours`` touch disjoint node rows (a slab of box
@@ -216,7 +240,7 @@ def _spread(Y, centre, order, start, base, n_boxes, n_colours, m_nodes, strides,
     the node rows of the boxes ``b .. b + n_colours - 1``, which hold all it writes (the
     padding of the last axis is never written and stays zero).
     """
-    d = Y.shape[1]
+    d = charges.shape[1]
     n_combo = offset.shape[0]
     n_channels = grid.shape[0]
     row = strides[0]
@@ -234,14 +258,13 @@ def _spread(Y, centre, order, start, base, n_boxes, n_colours, m_nodes, strides,
                     for f in range(b0 * p * row, r_end * row):
                         grid[c, f] = 0.0
             for ii in range(start[b0 * slab], start[(b0 + 1) * slab]):
-                i = order[ii]
-                node0 = base[i]
+                node0 = base[ii]
                 for t in range(n_combo):
                     node = node0 + offset[t]
-                    w = weights[i, t]
+                    w = weights[ii, t]
                     grid[0, node] += w
                     for k in range(d):
-                        grid[k + 1, node] += w * (Y[i, k] - centre[k])
+                        grid[k + 1, node] += w * charges[ii, k]
 
 
 @numba.njit(fastmath=FASTMATH, cache=True)
@@ -365,19 +388,20 @@ def _near_field(Y, order, start, cell, n_cells, dof, s_cut, coef, out, row_z):
 
 
 @numba.njit(fastmath=FASTMATH, cache=True)
-def _apply_kernel(spec, khat2, khat1, m_nodes, d):
-    """``spec *= khat2`` in place; returns ``sum_m |spec_m|^2 khat1_m / (2M)^d`` (before the
-    product), which by Parseval is ``sum_a q_a (K1 * q)_a`` -- ``Z`` plus the self terms
-    when ``spec`` is the spectrum of the unit charges.
+def _apply_kernel(spec, khat2, khat1, m_nodes, d, want_total):
+    """``spec *= khat2`` in place; with ``want_total`` returns ``sum_m |spec_m|^2 khat1_m /
+    (2M)^d`` (before the product), which by Parseval is ``sum_a q_a (K1 * q)_a`` -- ``Z``
+    plus the self terms when ``spec`` is the spectrum of the unit charges (else 0).
 
     ``spec`` is a half spectrum ``(R, M + 1)`` with ``R = (2 M)^(d-1)`` rows over the
     padded axes; ``khat*`` are compact real kernel spectra ``((M + 1)^(d-1), M + 1)``,
-    mirrored (``m -> 2M - m``) on the full axes. Serial: a fixed-order sum.
+    mirrored (``m -> 2M - m``) on the full axes. Serial: a parallel version was slower, its
+    worker threads competing with scipy.fft's in the transform that follows.
     """
     n_rows, n_cols = spec.shape
     full = 2 * m_nodes
     size = m_nodes + 1
-    total = 0.0
+    rows = np.zeros(n_rows)
     for r in range(n_rows):
         div = 1
         kr = 0
@@ -392,61 +416,56 @@ def _apply_kernel(spec, khat2, khat1, m_nodes, d):
         row = 0.0
         for col in range(n_cols):
             v = spec[r, col]
-            a = np.float64(v.real)
-            b = np.float64(v.imag)
-            wgt = 2.0 if (col != 0 and col != m_nodes) else 1.0
-            row += wgt * (a * a + b * b) * khat1[kr, col]
+            if want_total:
+                a = np.float64(v.real)
+                b = np.float64(v.imag)
+                wgt = 2.0 if (col != 0 and col != m_nodes) else 1.0
+                row += wgt * (a * a + b * b) * khat1[kr, col]
             spec[r, col] = v * khat2[kr, col]
-        total += row
+        rows[r] = row
+    total = 0.0
+    for r in range(n_rows):
+        total += rows[r]
     return total / np.float64(full) ** d
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _gather(Y, centre, order, base, weights, offset, phi, out):
-    """Interpolate the potentials back to the points: ``out[i] = r_i``.
+def _gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sorted):
+    """Interpolate the potentials back to the points, in box order: ``out[order[ii]] = r``.
 
-    Points are visited in box order (``order``) for locality; each writes only its own row.
-
-    ``phi[0]`` = K2 * 1 and ``phi[1 + k]`` = K2 * (y_k - c_k) on the nodes.
+    ``phi[0]`` = K2 * 1 and ``phi[1 + k]`` = K2 * (y_k - c_k) on the nodes; with a
+    ``phi[d + 1]`` (= K1 * 1, the fixed-reference case) ``z[order[ii]]`` receives it too.
+    Each point writes only its own row. ``sorted_out`` / ``z_sorted`` are scratch of the
+    shapes of ``out`` / ``z``.
     """
-    n, d = Y.shape
-    n_combo = offset.shape[0]
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in numba.prange(n_blocks):
-        acc = np.empty(4)
-        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            i = order[ii]
-            for c in range(d + 1):
-                acc[c] = 0.0
-            for t in range(n_combo):
-                node = base[i] + offset[t]
-                w = weights[i, t]
-                for c in range(d + 1):
-                    acc[c] += w * phi[c, node]
-            for k in range(d):
-                out[i, k] = (Y[i, k] - centre[k]) * acc[0] - acc[k + 1]
-
-
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _gather_reference(Y, centre, base, weights, offset, phi, out, z):
-    """Potentials of fixed reference charges at new points: ``out[i]`` as in :func:`_gather`
-    and ``z[i] = (K1 * 1)(y_i)`` from ``phi[d + 1]``. Each point writes only its own row."""
-    n, d = Y.shape
+    n, d = charges.shape
+    n_out = phi.shape[0]
     n_combo = offset.shape[0]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         acc = np.empty(5)
-        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            for c in range(d + 2):
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            for c in range(n_out):
                 acc[c] = 0.0
+            node0 = base[ii]
             for t in range(n_combo):
-                node = base[i] + offset[t]
-                w = weights[i, t]
-                for c in range(d + 2):
+                node = node0 + offset[t]
+                w = weights[ii, t]
+                for c in range(n_out):
                     acc[c] += w * phi[c, node]
             for k in range(d):
-                out[i, k] = (Y[i, k] - centre[k]) * acc[0] - acc[k + 1]
-            z[i] = acc[d + 1]
+                sorted_out[ii, k] = charges[ii, k] * acc[0] - acc[k + 1]
+            if n_out > d + 1:
+                z_sorted[ii] = acc[d + 1]
+    # back to the points' own order in a pass of its own: scattered stores inside the
+    # accumulation loop above stalled it (measured at 70k: 4.2 ms -> 2.5 ms for both passes)
+    for blk in numba.prange(n_blocks):
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            i = order[ii]
+            for k in range(d):
+                out[i, k] = sorted_out[ii, k]
+            if n_out > d + 1:
+                z[i] = z_sorted[ii]
 
 
 # ---------------------------------------------------------------------------------------
@@ -574,7 +593,9 @@ class _Interpolation:
     def __init__(self):
         self._key = None
 
-    def compute(self, Y, origin, spacing, layout):
+    def compute(self, Y, origin, spacing, layout, centre):
+        """``box`` per point (own order); ``order``/``start`` of the box sort; ``base``,
+        ``weights`` and the centred ``charges`` in box order."""
         n, d = Y.shape
         key = (n, d, layout.n_boxes, layout.p)
         if self._key != key:
@@ -582,13 +603,17 @@ class _Interpolation:
             self.base = np.empty(n, dtype=np.int64)
             self.order = np.empty(n, dtype=np.int64)
             self.weights = np.empty((n, STENCIL ** d))
+            self.charges = np.empty((n, d))
+            self.scratch = np.empty((n, d))  # gathered forces in box order
+            self.scratch_z = np.empty(n)
             self.start = np.empty(layout.n_boxes ** d + 1, dtype=np.int64)
             self._key = key
-        _interpolation_weights(Y, np.ascontiguousarray(origin, dtype=np.float64),
-                               1.0 / spacing, layout.m_nodes, layout.p, layout.n_boxes,
-                               layout.combo, layout.strides, self.box, self.base,
-                               self.weights)
+        origin = np.ascontiguousarray(origin, dtype=np.float64)
+        _boxes(Y, origin, 1.0 / spacing, layout.m_nodes, layout.p, layout.n_boxes, self.box)
         _sort_by_box(self.box, layout.n_boxes ** d, self.start, self.order)
+        _interpolation_weights(Y, np.ascontiguousarray(centre, dtype=np.float64), self.order, origin,
+                               1.0 / spacing, layout.m_nodes, layout.combo, layout.strides, self.base,
+                               self.weights, self.charges)
 
 
 def _kernel_spectra(d, m_nodes, spacing, dof, workers, k2_dtype, s_cut=0.0):
@@ -765,7 +790,7 @@ class FFTRepulsion(_FFTBase):
         z_total = 0.0
         for c in range(d + 1):
             _forward(self._grid[c], self._spec, layout, self._workers)
-            z = _apply_kernel(self._spec.reshape(-1, m + 1), khat2, khat1, m, d)
+            z = _apply_kernel(self._spec.reshape(-1, m + 1), khat2, khat1, m, d, c == 0)
             if c == 0:
                 z_total = z
             self._phi[c] = _inverse(self._spec, layout, self._workers)
@@ -785,15 +810,16 @@ class FFTRepulsion(_FFTBase):
         layout = self._get_layout(d, n_boxes)
         self._grid_buffers(layout)
         pts = self._points
-        pts.compute(Y, lo - 0.5 * spacing, spacing, layout)
-        _spread(Y, centre, pts.order, pts.start, pts.base, n_boxes, layout.n_colours,
-                layout.m_nodes, layout.strides, pts.weights, layout.offset, self._grid)
+        pts.compute(Y, lo - 0.5 * spacing, spacing, layout, centre)
+        _spread(pts.charges, pts.start, pts.base, n_boxes, layout.n_colours, layout.m_nodes,
+                layout.strides, pts.weights, layout.offset, self._grid)
         # boxes wider than ints_in_interval (a capped grid): split off the near field
         split = h > self.ints_in_interval * (1.0 + 1e-12)
         s_cut = (NEAR_FIELD_RADIUS * h) ** 2 if split else 0.0
         khat2, khat1 = self._kernel_spectra(d, layout.m_nodes, spacing, dof, _REAL, s_cut)
         z_total = self._convolve(layout, khat2, khat1)
-        _gather(Y, centre, pts.order, pts.base, pts.weights, layout.offset, self._phi, out)
+        _gather(pts.charges, pts.order, pts.base, pts.weights, layout.offset, self._phi, out, _NO_Z,
+                pts.scratch, _NO_Z)
         if not split:
             return float(z_total - n)
         coef = _far_coefficients(dof, s_cut)
@@ -879,11 +905,10 @@ class FFTReferenceRepulsion(_FFTBase):
         lo, extent, n_boxes, spacing = self._grid_for(lo, hi, d)
         layout = self._get_layout(d, n_boxes)
         pts = self._ref_points
-        pts.compute(R, lo - 0.5 * spacing, spacing, layout)
+        pts.compute(R, lo - 0.5 * spacing, spacing, layout, lo + 0.5 * extent)
         charges = np.zeros((d + 1, layout.size))
-        _spread(R, lo + 0.5 * extent, pts.order, pts.start, pts.base, n_boxes,
-                layout.n_colours, layout.m_nodes, layout.strides, pts.weights, layout.offset,
-                charges)
+        _spread(pts.charges, pts.start, pts.base, n_boxes, layout.n_colours, layout.m_nodes,
+                layout.strides, pts.weights, layout.offset, charges)
         self._charges = charges
         # boxes with a reference point within ISOLATION_RADIUS boxes-rounded-up (for dof > 1)
         occupied = (np.diff(pts.start) > 0).reshape((n_boxes,) * d)
@@ -905,10 +930,10 @@ class FFTReferenceRepulsion(_FFTBase):
             _forward(self._charges[c], spec, layout, self._workers)
             if c == 0:
                 spec1 = spec.copy()
-                _apply_kernel(spec1.reshape(-1, m + 1), khat1, khat1, m, d)
+                _apply_kernel(spec1.reshape(-1, m + 1), khat1, khat1, m, d, False)
                 phi[d + 1] = _inverse(spec1, layout, self._workers)
                 del spec1
-            _apply_kernel(spec.reshape(-1, m + 1), khat2, khat1, m, d)
+            _apply_kernel(spec.reshape(-1, m + 1), khat2, khat1, m, d, False)
             phi[c] = _inverse(spec, layout, self._workers)
         return phi
 
@@ -938,9 +963,9 @@ class FFTReferenceRepulsion(_FFTBase):
         lo, extent, n_boxes, spacing = self._grid_key
         layout = self._layout
         pts = self._points
-        pts.compute(Y, lo - 0.5 * spacing, spacing, layout)
-        _gather_reference(Y, lo + 0.5 * extent, pts.base, pts.weights, layout.offset,
-                          self._phi, out, z)
+        pts.compute(Y, lo - 0.5 * spacing, spacing, layout, lo + 0.5 * extent)
+        _gather(pts.charges, pts.order, pts.base, pts.weights, layout.offset, self._phi, out, z,
+                pts.scratch, pts.scratch_z)
         if dof > 1.0:
             far = np.flatnonzero(~self._near[pts.box])
             if far.size:
