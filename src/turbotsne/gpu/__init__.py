@@ -65,7 +65,7 @@ NUMBA = Engine("numba")
 def _import_torch(device, owner):
     try:
         import torch
-    except ImportError as e:
+    except ImportError:
         raise ImportError(
             f"{owner}: device={device!r} / backend='torch' needs PyTorch, which is not installed. "
             f"Install the GPU extra: {_INSTALL_HINT}") from None

@@ -92,8 +92,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..gradients.fft import (ISOLATION_RADIUS, MAX_COARSENING, MIN_INTERVALS_3D, REFERENCE_GRID_MARGIN, STENCIL,
-                             _cube_extent, _fast_n_boxes, _largest_fitting_n_boxes)
+from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL,
+                             _cube_extent, grid_size)
 
 logger = logging.getLogger(__name__)
 _coarsening_logged = False
@@ -254,28 +254,13 @@ def torch_grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, i
     ``ints_in_interval``; logged once per process) as long as its boxes are at most
     ``MAX_COARSENING`` times ``ints_in_interval`` wide; beyond that a ``ValueError``.
     """
+    return grid_size(extent, d, n_interpolation_points, min_num_intervals, ints_in_interval,
+                     caps=TORCH_MAX_GRID_NODES, cap_name="TORCH_MAX_GRID_NODES", fallback="exact",
+                     on_cap=_log_capped_grid)
+
+
+def _log_capped_grid(d, extent, n_fit, width):
     global _coarsening_logged
-    p = n_interpolation_points
-    min_boxes, width = min_num_intervals, float(ints_in_interval)
-    if d == 3:
-        min_boxes = min(min_boxes, MIN_INTERVALS_3D)
-    ratio = extent / width
-    n_req = 2 ** 40 if not ratio < 2 ** 40 else max(int(min_boxes), int(math.ceil(ratio)), 1)
-    cap = TORCH_MAX_GRID_NODES[d]
-    if (2 * n_req * p) ** d <= cap:
-        n_boxes = _fast_n_boxes(n_req, p)
-        return n_boxes if (2 * n_boxes * p) ** d <= cap else n_req
-    n_fit = _largest_fitting_n_boxes(cap, d, p)
-    if ratio > MAX_COARSENING * n_fit:
-        raise ValueError(
-            f"The FFT repulsion grid would need {n_req} boxes x {p} interpolation points = "
-            f"{n_req * p} nodes per dimension ({(2 * n_req * p) ** d:.3g} padded nodes in {d}-D); "
-            f"even the largest grid under the cap of {cap} nodes (TORCH_MAX_GRID_NODES[{d}]) would "
-            f"have boxes {extent / n_fit:.3g} units wide, more than MAX_COARSENING = "
-            f"{MAX_COARSENING} x ints_in_interval, because the embedding spans {extent:.4g} "
-            "units: points have probably shot off. Limit the step size (set max_step_norm or "
-            "lower the learning rate), or use negative_gradient_method='exact'."
-        )
     if not _coarsening_logged:
         _coarsening_logged = True
         logger.warning(
@@ -283,7 +268,6 @@ def torch_grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, i
             "boxes per dimension (TORCH_MAX_GRID_NODES[%d]), so its boxes are %.3g units wide "
             "instead of at most ints_in_interval = %g and the repulsion is much less accurate "
             "(see turbotsne.gpu.gradients; logged once).", d, extent, n_fit, d, extent / n_fit, width)
-    return n_fit
 
 
 def _finite_bounds(Y):

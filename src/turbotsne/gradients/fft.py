@@ -478,16 +478,19 @@ def _fast_n_boxes(n_boxes, p):
     return n_boxes
 
 
-def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1.0):
+def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1.0, *,
+              caps=None, cap_name="MAX_GRID_NODES", fallback="bh", on_cap=None):
     """Boxes per dimension for a bounding cube of side ``extent`` (see the module docstring).
 
-    If the padded grid would exceed :data:`MAX_GRID_NODES` nodes, the largest grid under
-    the cap is used instead, with boxes wider than ``ints_in_interval`` (logged once per
-    process; :class:`FFTRepulsion` then splits off a direct near field), as long as the
-    boxes are at most :data:`MAX_COARSENING` times ``ints_in_interval`` wide; beyond that
-    (points that shot off) a ``ValueError`` is raised.
+    If the padded grid would exceed ``caps[d]`` nodes (default :data:`MAX_GRID_NODES`), the
+    largest grid under the cap is used instead, with boxes wider than ``ints_in_interval``:
+    ``on_cap(d, extent, n_boxes)`` is called (default: log once per process;
+    :class:`FFTRepulsion` then splits off a direct near field), as long as the boxes are at
+    most :data:`MAX_COARSENING` times ``ints_in_interval`` wide; beyond that (points that
+    shot off) a ``ValueError`` is raised that names ``cap_name`` and suggests
+    ``negative_gradient_method=fallback``. The torch backend uses the same rule with its
+    own caps.
     """
-    global _coarsening_logged
     p = n_interpolation_points
     min_boxes, width = min_num_intervals, float(ints_in_interval)
     if d == 3:
@@ -497,7 +500,7 @@ def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in
         n_req = 2 ** 40
     else:
         n_req = max(int(min_boxes), int(math.ceil(ratio)), 1)
-    cap = MAX_GRID_NODES[d]
+    cap = (MAX_GRID_NODES if caps is None else caps)[d]
     if (2 * n_req * p) ** d <= cap:
         n_boxes = _fast_n_boxes(n_req, p)
         if (2 * n_boxes * p) ** d > cap:  # rounding up crossed the cap: keep n_req
@@ -508,12 +511,18 @@ def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in
         raise ValueError(
             f"The FFT repulsion grid would need {n_req} boxes x {p} interpolation points = "
             f"{n_req * p} nodes per dimension ({(2 * n_req * p) ** d:.3g} padded nodes in {d}-D); "
-            f"even the largest grid under the cap of {cap} nodes (MAX_GRID_NODES[{d}]) would "
+            f"even the largest grid under the cap of {cap} nodes ({cap_name}[{d}]) would "
             f"have boxes {extent / n_fit:.3g} units wide, more than MAX_COARSENING = "
             f"{MAX_COARSENING} x ints_in_interval, because the embedding spans {extent:.4g} "
             "units: points have probably shot off. Limit the step size (set max_step_norm or "
-            "lower the learning rate), or use negative_gradient_method='bh'."
+            f"lower the learning rate), or use negative_gradient_method='{fallback}'."
         )
+    (on_cap or _log_capped_grid)(d, extent, n_fit, width)
+    return n_fit
+
+
+def _log_capped_grid(d, extent, n_fit, width):
+    global _coarsening_logged
     if not _coarsening_logged:
         _coarsening_logged = True
         logger.info(
@@ -522,7 +531,6 @@ def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in
             "instead of at most ints_in_interval = %g; pairs closer than %g boxes are "
             "summed directly (logged once).", d, extent, n_fit, d, extent / n_fit, width,
             NEAR_FIELD_RADIUS)
-    return n_fit
 
 
 def _largest_fitting_n_boxes(cap, d, p):
