@@ -557,12 +557,42 @@ def _check_dims(d):
 
 
 def _finite_bounds(Y):
-    """Per-dimension ``(lo, hi)`` of ``Y``; ``ValueError`` on NaN or inf."""
-    lo = Y.min(axis=0)
-    hi = Y.max(axis=0)
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+    """Per-dimension ``(lo, hi)`` of ``Y``; ``ValueError`` on NaN or inf.
+
+    One parallel pass (numpy's ``Y.min(axis=0)`` on an (n, 2) C-order array took ~1.3 ms
+    at 70k points, twice per call: ~7 % of a 2-D FFT gradient)."""
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    d = Y.shape[1]
+    n_blocks = max(1, min(64, Y.shape[0] // 4096))
+    part = np.empty((n_blocks, 2, d))
+    if Y.shape[0] == 0 or not _block_bounds(Y, part):
         raise ValueError("The embedding contains NaN or inf; the FFT repulsion needs finite values.")
-    return lo, hi
+    return part[:, 0].min(axis=0), part[:, 1].max(axis=0)
+
+
+@numba.njit(parallel=True, cache=True)
+def _block_bounds(Y, part):
+    """Per block of rows, the column minima ``part[b, 0]`` and maxima ``part[b, 1]``;
+    returns False if any value is NaN or infinite."""
+    n, d = Y.shape
+    n_blocks = part.shape[0]
+    ok = np.ones(n_blocks, dtype=np.bool_)
+    for b in numba.prange(n_blocks):
+        lo_row = b * n // n_blocks
+        hi_row = (b + 1) * n // n_blocks
+        for k in range(d):
+            part[b, 0, k] = np.inf
+            part[b, 1, k] = -np.inf
+        for i in range(lo_row, hi_row):
+            for k in range(d):
+                v = Y[i, k]
+                if not np.isfinite(v):
+                    ok[b] = False
+                if v < part[b, 0, k]:
+                    part[b, 0, k] = v
+                if v > part[b, 1, k]:
+                    part[b, 1, k] = v
+    return ok.all()
 
 
 def _cube_extent(lo, hi):
