@@ -93,7 +93,7 @@ import scipy.sparse as sp
 import torch
 
 from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL,
-                             _cube_extent, grid_size)
+                             _cube_extent, grid_size, ladder_spacing)
 
 logger = logging.getLogger(__name__)
 _coarsening_logged = False
@@ -413,7 +413,7 @@ class _FFTBase:
         margin = (STENCIL - 1) * self.ints_in_interval / p
         n_boxes = torch_grid_size(extent + margin, d, p, self.min_num_intervals, self.ints_in_interval)
         n_boxes = max(n_boxes, -(-(STENCIL + 1) // p))  # at least one node inside
-        spacing = extent / (n_boxes * p - (STENCIL - 1))
+        spacing = ladder_spacing(extent / (n_boxes * p - (STENCIL - 1)), self.ints_in_interval / p)
         return _Grid(np.asarray(lo, dtype=np.float64), extent, n_boxes, spacing, d, p, device)
 
     def _kernel_spectra(self, grid, dof, k2_dtype, k1_dtype, device):
