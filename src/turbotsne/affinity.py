@@ -104,103 +104,109 @@ def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jo
 def symmetrize(conditional, indices, n_samples=None):
     """``(P + P^T) / sum`` of a kNN conditional matrix, as CSR (sorted indices, no stored zeros).
 
-    numba kernels (rows sorted by column, a counting-sort transpose, a parallel merge of
-    each row of P with the same row of P^T): the same matrix, bit for bit, as SciPy's
-    ``(P + P.T).tocsr()`` with ``sum_duplicates`` / ``sort_indices`` / ``eliminate_zeros``,
-    in ~0.1 s instead of ~0.6 s at 70,000 x 90. A row may not list the same neighbour
-    twice (no index does).
+    numba kernels (a counting-sort transpose, then per row a merge of the row of P, sorted
+    by column in a per-thread buffer, with the same row of P^T): the same matrix, bit for
+    bit, as SciPy's ``(P + P.T).tocsr()`` with ``sum_duplicates`` / ``sort_indices`` /
+    ``eliminate_zeros`` (tested), in ~0.35 s instead of ~0.6 s at 70,000 x 90 and with no
+    more memory (int32 indices throughout, no sorted copy of P). A row may not list the
+    same neighbour twice (no index does).
     """
     n, k = conditional.shape
     n_samples = n if n_samples is None else n_samples
     if n_samples != n:
         raise ValueError(f"symmetrize needs a square kNN matrix; got {n} rows and n_samples={n_samples}.")
     cond = np.ascontiguousarray(conditional, dtype=np.float64)
-    ind = np.ascontiguousarray(indices, dtype=np.int64)
-    cols, vals = _sort_row_columns(ind, cond)
-    t_ptr, t_cols, t_vals = _transpose_rows(cols, vals, n)
+    ind = np.ascontiguousarray(indices)
+    index_type = np.int32 if 2 * n * k < 2 ** 31 - 1 else np.int64
+    t_ptr, t_cols, t_vals = _transpose_rows(ind, cond, n, np.empty(0, dtype=index_type))
     counts = np.empty(n, dtype=np.int64)
-    _merge_rows(cols, vals, t_ptr, t_cols, t_vals, counts, np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    _merge_rows(ind, cond, t_ptr, t_cols, t_vals, counts, np.empty(0, np.int64), np.empty(0), t_cols[:0])
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    nnz = int(indptr[-1])
-    index_type = np.int32 if nnz < 2 ** 31 - 1 and n < 2 ** 31 - 1 else np.int64
-    out_cols = np.empty(nnz, dtype=np.int64)
-    data = np.empty(nnz)
-    _merge_rows(cols, vals, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols)
+    out_cols = np.empty(int(indptr[-1]), dtype=index_type)
+    data = np.empty(int(indptr[-1]))
+    _merge_rows(ind, cond, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols)
+    del t_ptr, t_cols, t_vals
     data /= max(data.sum(), _MACHINE_EPSILON)
-    P = sp.csr_matrix((data, out_cols.astype(index_type), indptr.astype(index_type)), shape=(n, n))
+    P = sp.csr_matrix((data, out_cols, indptr.astype(index_type)), shape=(n, n))
     P.has_sorted_indices = True
     return P
 
 
-@numba.njit(parallel=True, cache=True)
-def _sort_row_columns(ind, cond):
-    """Each row's (column, value) pairs sorted by column (insertion sort; rows are short)."""
-    n, k = ind.shape
-    cols = ind.copy()
-    vals = cond.copy()
-    for i in numba.prange(n):
-        for j in range(1, k):
-            c, v = cols[i, j], vals[i, j]
-            t = j - 1
-            while t >= 0 and cols[i, t] > c:
-                cols[i, t + 1] = cols[i, t]
-                vals[i, t + 1] = vals[i, t]
-                t -= 1
-            cols[i, t + 1] = c
-            vals[i, t + 1] = v
-    return cols, vals
-
-
 @numba.njit(cache=True)
-def _transpose_rows(cols, vals, n):
-    """CSR of the transpose; filling in row order leaves each of its rows sorted."""
-    rows, k = cols.shape
+def _transpose_rows(ind, cond, n, like):
+    """CSR ``(ptr, cols, vals)`` of the transpose (column indices of ``like``'s dtype);
+    filling in row order leaves each of its rows sorted."""
+    rows, k = ind.shape
     ptr = np.zeros(n + 1, dtype=np.int64)
     for i in range(rows):
         for j in range(k):
-            ptr[cols[i, j] + 1] += 1
+            ptr[ind[i, j] + 1] += 1
     for j in range(n):
         ptr[j + 1] += ptr[j]
     fill = ptr[:n].copy()
-    t_cols = np.empty(rows * k, dtype=np.int64)
+    t_cols = np.empty(rows * k, dtype=like.dtype)
     t_vals = np.empty(rows * k)
     for i in range(rows):
         for j in range(k):
-            c = cols[i, j]
+            c = ind[i, j]
             t_cols[fill[c]] = i
-            t_vals[fill[c]] = vals[i, j]
+            t_vals[fill[c]] = cond[i, j]
             fill[c] += 1
     return ptr, t_cols, t_vals
 
 
 @numba.njit(parallel=True, cache=True)
-def _merge_rows(cols, vals, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols):
+def _merge_rows(ind, cond, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols):
     """Row ``i`` of ``P + P^T`` without zeros: with an empty ``indptr`` only ``counts[i]``."""
-    n, k = cols.shape
+    n, k = ind.shape
     write = indptr.shape[0] > 0
-    for i in numba.prange(n):
-        a, a_end = 0, k
-        b, b_end = t_ptr[i], t_ptr[i + 1]
-        pos = indptr[i] if write else 0
-        count = 0
-        while a < a_end or b < b_end:
-            if b >= b_end or (a < a_end and cols[i, a] < t_cols[b]):
-                c, v = cols[i, a], vals[i, a]
-                a += 1
-            elif a >= a_end or t_cols[b] < cols[i, a]:
-                c, v = t_cols[b], t_vals[b]
-                b += 1
-            else:
-                c, v = cols[i, a], vals[i, a] + t_vals[b]
-                a += 1
-                b += 1
-            if v != 0.0:
-                if write:
-                    out_cols[pos + count] = c
-                    data[pos + count] = v
-                count += 1
-        counts[i] = count
+    n_blocks = (n + _MERGE_BLOCK - 1) // _MERGE_BLOCK
+    for blk in numba.prange(n_blocks):
+        cols = np.empty(k, dtype=np.int64)  # one buffer per block of rows
+        vals = np.empty(k)
+        for i in range(blk * _MERGE_BLOCK, min(n, (blk + 1) * _MERGE_BLOCK)):
+            _merge_row(ind, cond, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols, write, i, cols, vals)
+
+
+#: rows per task of :func:`_merge_rows`
+_MERGE_BLOCK = 1024
+
+
+@numba.njit(cache=True, inline="always")
+def _merge_row(ind, cond, t_ptr, t_cols, t_vals, counts, indptr, data, out_cols, write, i, cols, vals):
+    """Row ``i`` of :func:`_merge_rows` (``cols`` / ``vals``: a buffer of ``k``)."""
+    k = ind.shape[1]
+    for j in range(k):  # the row of P sorted by column (insertion sort: rows are short)
+        c, v = ind[i, j], cond[i, j]
+        t = j - 1
+        while t >= 0 and cols[t] > c:
+            cols[t + 1] = cols[t]
+            vals[t + 1] = vals[t]
+            t -= 1
+        cols[t + 1] = c
+        vals[t + 1] = v
+    a = 0
+    b, b_end = t_ptr[i], t_ptr[i + 1]
+    pos = indptr[i] if write else 0
+    count = 0
+    while a < k or b < b_end:
+        if b >= b_end or (a < k and cols[a] < t_cols[b]):
+            c, v = cols[a], vals[a]
+            a += 1
+        elif a >= k or t_cols[b] < cols[a]:
+            c, v = np.int64(t_cols[b]), t_vals[b]
+            b += 1
+        else:
+            c, v = cols[a], vals[a] + t_vals[b]
+            a += 1
+            b += 1
+        if v != 0.0:
+            if write:
+                out_cols[pos + count] = c
+                data[pos + count] = v
+            count += 1
+    counts[i] = count
 
 
 def joint_probabilities_nn(indices, distances, perplexity, *, n_jobs=1):
