@@ -259,11 +259,12 @@ class TSNE(TransformerMixin, BaseEstimator):
 
     def _neighbors_for(self, X, engine):
         """The ``neighbors`` choice, with the device's brute force on a torch engine where it applies."""
-        from .gpu.neighbors import TorchExact
+        if not engine.is_torch:
+            return self.neighbors
+        from .gpu.neighbors import TorchExact  # imports torch: only on a torch engine
 
-        wanted = self.neighbors == "exact" or (self.neighbors == "auto" and engine.is_torch
-                                                and engine.device.type == "cuda")
-        if engine.is_torch and wanted and not self.metric_params and TorchExact.supports(self.metric, sp.issparse(X)):
+        wanted = self.neighbors == "exact" or (self.neighbors == "auto" and engine.device.type == "cuda")
+        if wanted and not self.metric_params and TorchExact.supports(self.metric, sp.issparse(X)):
             return TorchExact(self.metric, n_jobs=self.n_jobs, device=engine.device)
         return self.neighbors
 

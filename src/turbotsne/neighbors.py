@@ -588,6 +588,11 @@ class Exact(KNNIndex):
     def supports(cls, metric, sparse=False):
         if callable(metric):
             return not sparse
+        # the common metrics first: pynndescent's table is imported only for the rest (importing
+        # pynndescent costs ~60 MB of RSS and a second, in every process)
+        common = (_BLAS_METRICS_SPARSE | {"l2", "l1", "taxicab"}) if sparse else (_BLAS_METRICS | set(_ALIASES))
+        if metric in common or _canonical(metric) in common:
+            return True
         return metric in cls.valid_metrics(sparse) or _canonical(metric) in cls.valid_metrics(sparse)
 
     def _path(self, sparse):
