@@ -186,3 +186,15 @@ def test_digits_exact_kl_within_2_percent_of_scikit_learn(digits):
                 early_exaggeration=12, early_exaggeration_iter=250, n_iter=750, initial_momentum=0.5,
                 final_momentum=0.8, max_step_norm=None, perplexity=30, n_jobs=2).fit(X)
     assert ours.kl_divergence_ == pytest.approx(sk.kl_divergence_, rel=0.02)
+
+
+def test_cpu_fit_imports_neither_torch_nor_pynndescent():
+    """The numba path must not pay for the optional torch backend (or pynndescent) it does not use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from turbotsne import TSNE; "
+            "TSNE(n_iter=2, early_exaggeration_iter=2, random_state=0).fit(np.random.rand(300, 5)); "
+            "print(sorted(m for m in ('torch', 'pynndescent') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
