@@ -1,0 +1,79 @@
+"""Cold start: the first ``TSNE().fit`` in a fresh process with an empty and with a filled numba cache.
+
+    python bench/bench_cold.py --data mnist10k --n-jobs 2
+    python bench/bench_cold.py --data digits --n-jobs 2
+
+The package source is copied to a temporary folder, so numba's on-disk cache
+(``__pycache__/*.nbi, *.nbc`` beside the sources) starts empty there. Three runs
+of ``TSNE(n_jobs=..., random_state=0).fit(X)`` (default settings: Barnes-Hut
+below 10,000 points, FFT from there on), each printing one JSON line:
+
+* ``empty_cache``: a fresh process on the fresh copy (every kernel compiles),
+* ``filled_cache``: another fresh process (kernels load from the cache),
+* ``warm``: a second fit inside that process (nothing to load).
+
+The time of ``import turbotsne`` is reported separately in each process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+WORKER = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import turbotsne
+t_import = time.perf_counter() - t0
+sys.path.insert(0, {bench!r})
+import common
+X, _ = common.load({data!r}, {data_dir!r})
+runs = []
+for label in {labels!r}:
+    t = time.perf_counter()
+    turbotsne.TSNE(n_jobs={n_jobs}, random_state=0).fit(X)
+    runs.append({{"run": label, "fit_s": round(time.perf_counter() - t, 2), "import_s": round(t_import, 2),
+                 "data": {data!r}, "n": int(X.shape[0]), "n_jobs": {n_jobs}}})
+for r in runs:
+    print(json.dumps(r), flush=True)
+"""
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="mnist10k", choices=["digits", "mnist10k", "mnist70k"])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--n-jobs", type=int, default=2)
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(HERE))
+    import common
+
+    data_dir = args.data_dir or str(common.DEFAULT_DATA)
+    common.load(args.data, data_dir)  # fill the PCA cache outside the timed processes
+    with tempfile.TemporaryDirectory() as tmp:
+        src = pathlib.Path(tmp) / "src"
+        shutil.copytree(HERE.parent / "src" / "turbotsne", src / "turbotsne",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        env = dict(os.environ, PYTHONPATH=str(src), NUMBA_NUM_THREADS=str(max(args.n_jobs, 1)))
+        for labels in (["empty_cache"], ["filled_cache", "warm"]):
+            code = WORKER.format(bench=str(HERE), data=args.data, data_dir=data_dir, labels=labels,
+                                 n_jobs=args.n_jobs)
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr[-3000:], file=sys.stderr)
+                return 1
+            for line in out.stdout.splitlines():
+                if line.startswith("{"):
+                    print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
