@@ -149,7 +149,7 @@ class _Embedding:
         if n_iter == 0:
             return target
         backend = target._cached_backend(method, {k: params[k] for k in _REPULSION_OPTIONS}, engine)
-        log.info("Optimising %d points for %d iterations (method %s on %s, exaggeration %g, learning rate %g)",
+        log.info("Optimising %d points for %d iterations (method %s, %s, exaggeration %g, learning rate %g)",
                  n, n_iter, backend.name, engine, exaggeration, lr)
         if engine.is_torch:
             from .gpu.optimizer import DeviceRun, TorchOps

@@ -52,6 +52,9 @@ class Engine:
     def __repr__(self):
         return f"Engine({self.kind!r}, device={str(self.device) if self.device is not None else 'cpu'!r})"
 
+    def __str__(self):
+        return f"{self.kind} on {self.device if self.device is not None else 'cpu'}"
+
     def __eq__(self, other):
         return isinstance(other, Engine) and (self.kind, str(self.device)) == (other.kind, str(other.device))
 
