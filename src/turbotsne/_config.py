@@ -15,7 +15,8 @@ import numpy as np
 
 # numba's OpenMP workers spin after each parallel region by default; scipy.fft's worker
 # threads (and torch's) then compete with them for the cores. Sleeping waiters made the
-# 70k-point MNIST run 6 % faster end to end on 2 cores (34.0 -> 32.0 s). It only takes effect
+# 70k-point MNIST run 6 % faster end to end on 2 cores (34.0 -> 32.0 s, one ad hoc TSNE().fit
+# each way, no bench/ command). It only takes effect
 # if no OpenMP runtime read the variable yet, and a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

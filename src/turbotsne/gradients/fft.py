@@ -403,7 +403,7 @@ def _apply_kernel(spec, khat2, khat1, m_nodes, d, want_total):
     n_rows, n_cols = spec.shape
     full = 2 * m_nodes
     size = m_nodes + 1
-    rows = np.zeros(n_rows)
+    total = 0.0
     for r in range(n_rows):
         div = 1
         kr = 0
@@ -424,10 +424,7 @@ def _apply_kernel(spec, khat2, khat1, m_nodes, d, want_total):
                 wgt = 2.0 if (col != 0 and col != m_nodes) else 1.0
                 row += wgt * (a * a + b * b) * khat1[kr, col]
             spec[r, col] = v * khat2[kr, col]
-        rows[r] = row
-    total = 0.0
-    for r in range(n_rows):
-        total += rows[r]
+        total += row
     return total / np.float64(full) ** d
 
 
