@@ -84,20 +84,6 @@ WARMUP_N = 2000
 
 # -- the worker side: one implementation in its own process ----------------------------
 
-def _peak_rss_mb():
-    """Peak RSS of this process, in MB: ``VmHWM`` (Linux), which starts afresh at exec. Not
-    ``common.peak_rss_mb``: Linux carries ``ru_maxrss`` over from the parent through fork + exec,
-    and the parent here holds P (and held the data), so every worker would report at least that."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return common.peak_rss_mb()
-
-
 def _method(impl, n):
     """(library, gradient method); plain "turbotsne" is its "auto" at the full size (FFT from 10,000 points)."""
     lib, _, method = impl.partition("-")
@@ -200,7 +186,7 @@ def worker(a):
                    normal_ms_iter_segments=[round(1e3 * s / k, 2) for s in seg],
                    early_s=round(ee_ms * a.ee_iter / 1e3, 3), normal_s=round(n_ms * a.n_iter / 1e3, 3),
                    optimize_s=round((ee_ms * a.ee_iter + n_ms * a.n_iter) / 1e3, 3))
-    rec["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    rec["peak_rss_mb"] = round(common.peak_rss_mb(), 1)
     common.emit(rec)
 
 

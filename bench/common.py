@@ -24,7 +24,16 @@ CACHE = HERE / "results" / "cache"
 
 
 def peak_rss_mb():
-    """Peak resident set size of this process so far, in MB (Linux: ru_maxrss is in KB)."""
+    """Peak resident set size of this process so far, in MB: ``VmHWM`` from /proc (Linux), which
+    starts afresh at exec. ``ru_maxrss`` is the fallback elsewhere; Linux carries it over from the
+    parent through fork + exec, so a worker would report at least its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
