@@ -2,11 +2,13 @@
 
     python bench/bench_tsne.py --data mnist70k --impl turbotsne openTSNE-fft --n-jobs 2
     python bench/bench_tsne.py --data digits --impl turbotsne-exact sklearn-exact --n-jobs 2
+    python bench/bench_tsne.py --data mnist70k --n-components 3 --impl turbotsne-fft turbotsne-bh
 
 Each (implementation, data set) runs in its own fresh process (so that peak
 RSS is its own), one after the other in this invocation, with the same data
 (PCA-50), the same threads and ``random_state=0``; each library is first
-warmed up on a 2,000-point slice in that process (numba compilation, imports),
+warmed up on a 2,000-point slice in that process (numba compilation, imports; turbotsne's
+"auto" is resolved at the full size first, so the warm-up loads the kernels of the run),
 and turbotsne's cold start is reported on its own line with ``--cold``.
 Each run prints one JSON line; at the end a table gives every figure and the
 time ratios against the first implementation listed.
@@ -34,21 +36,21 @@ IMPLS = ["turbotsne", "turbotsne-bh", "turbotsne-fft", "turbotsne-exact", "openT
          "sklearn-bh", "sklearn-exact"]
 
 
-def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter):
+def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter, d=2):
     from turbotsne import PerplexityBasedDense, PerplexityBasedNN, TSNEEmbedding
     from turbotsne.gradients import canonical_method, resolve_auto
     from turbotsne.initialization import pca
 
     method = canonical_method(method)
     if method == "auto":
-        method = resolve_auto(X.shape[0], 2)
+        method = resolve_auto(X.shape[0], d)
     t0 = time.perf_counter()
     if method == "exact":
         aff = PerplexityBasedDense(X, 30, n_jobs=n_jobs)
     else:
         aff = PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=0)
     t1 = time.perf_counter()
-    emb = TSNEEmbedding(pca(X, 2, random_state=0), aff, negative_gradient_method=method, n_jobs=n_jobs,
+    emb = TSNEEmbedding(pca(X, d, random_state=0), aff, negative_gradient_method=method, n_jobs=n_jobs,
                         random_state=0)
     emb.optimize(ee_iter, inplace=True, exaggeration=12, momentum=0.8)
     t2 = time.perf_counter()
@@ -57,13 +59,13 @@ def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter):
     return np.asarray(emb).copy(), emb.kl_divergence, (t1 - t0, t2 - t1, t3 - t2)
 
 
-def _run_opentsne(X, method, n_jobs, n_iter, ee_iter):
+def _run_opentsne(X, method, n_jobs, n_iter, ee_iter, d=2):
     from openTSNE import TSNEEmbedding, affinity, initialization
 
     t0 = time.perf_counter()
     aff = affinity.PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=0)
     t1 = time.perf_counter()
-    emb = TSNEEmbedding(initialization.pca(X, random_state=0), aff, negative_gradient_method=method,
+    emb = TSNEEmbedding(initialization.pca(X, n_components=d, random_state=0), aff, negative_gradient_method=method,
                         n_jobs=n_jobs, random_state=0)
     emb = emb.optimize(ee_iter, exaggeration=12, momentum=0.8, inplace=True)
     t2 = time.perf_counter()
@@ -72,32 +74,38 @@ def _run_opentsne(X, method, n_jobs, n_iter, ee_iter):
     return np.asarray(emb).copy(), float(emb.kl_divergence), (t1 - t0, t2 - t1, t3 - t2)
 
 
-def _run_sklearn(X, method, n_jobs, n_iter, ee_iter):
+def _run_sklearn(X, method, n_jobs, n_iter, ee_iter, d=2):
     from sklearn.manifold import TSNE
 
     method = {"bh": "barnes_hut", "auto": "barnes_hut"}.get(method, method)
     t0 = time.perf_counter()
-    tsne = TSNE(method=method, n_jobs=n_jobs, random_state=0, init="pca", max_iter=max(250, n_iter + ee_iter))
+    tsne = TSNE(n_components=d, method=method, n_jobs=n_jobs, random_state=0, init="pca", max_iter=max(250, n_iter + ee_iter))
     Y = tsne.fit_transform(X)
     return Y, float(tsne.kl_divergence_), (float("nan"), float("nan"), time.perf_counter() - t0)
 
 
-def run_one(impl, X, n_jobs, n_iter, ee_iter):
+def run_one(impl, X, n_jobs, n_iter, ee_iter, d=2):
     lib, _, method = impl.partition("-")
     method = method or "auto"
     fn = {"turbotsne": _run_turbotsne, "openTSNE": _run_opentsne, "sklearn": _run_sklearn}[lib]
-    return fn(X, method, n_jobs, n_iter, ee_iter)
+    return fn(X, method, n_jobs, n_iter, ee_iter, d)
 
 
 def worker(args):
     X, y = common.load(args.data, args.data_dir)
     if args.n:
         X, y = X[: args.n], y[: args.n]
+    impl = args.impl
+    if impl == "turbotsne":  # resolve "auto" at the full size, so the warm-up runs the same kernels
+        from turbotsne.gradients import resolve_auto
+
+        impl = "turbotsne-" + resolve_auto(X.shape[0], args.n_components)
     if args.warmup:
-        run_one(args.impl, X[:2000], args.n_jobs, 20, 20)
-    Y, kl, (t_aff, t_ee, t_opt) = run_one(args.impl, X, args.n_jobs, args.n_iter, args.ee_iter)
+        run_one(impl, X[:2000], args.n_jobs, 20, 20, args.n_components)
+    Y, kl, (t_aff, t_ee, t_opt) = run_one(impl, X, args.n_jobs, args.n_iter, args.ee_iter,
+                                          args.n_components)
     rss = common.peak_rss_mb()
-    rec = {"impl": args.impl, "data": args.data, "n": int(X.shape[0]), "n_jobs": args.n_jobs,
+    rec = {"impl": args.impl, "data": args.data, "n": int(X.shape[0]), "d": args.n_components, "n_jobs": args.n_jobs,
            "warm": bool(args.warmup), "affinities_s": round(t_aff, 2), "early_s": round(t_ee, 2),
            "optimize_s": round(t_opt, 2), "total_s": round(np.nansum([t_aff, t_ee, t_opt]), 2),
            "peak_rss_mb": round(rss, 1), "kl": round(kl, 4)}
@@ -108,7 +116,7 @@ def worker(args):
         P = PerplexityBasedNN(X, 30, n_jobs=args.n_jobs, random_state=0).P
         method = "exact" if X.shape[0] <= 5000 else "fft"
         rec["kl_turbotsne_P"] = round(make_backend(method, P, n_jobs=args.n_jobs).gradient(
-            np.ascontiguousarray(Y, dtype=np.float64), P, 1.0, 1.0, np.empty((X.shape[0], 2)), True), 4)
+            np.ascontiguousarray(Y, dtype=np.float64), P, 1.0, 1.0, np.empty_like(Y, dtype=np.float64), True), 4)
         rec.update(common.quality(X, Y, y, n_jobs=args.n_jobs))
     common.emit(rec)
 
@@ -122,6 +130,7 @@ def main(argv=None):
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--n-iter", type=int, default=500)
     p.add_argument("--ee-iter", type=int, default=250)
+    p.add_argument("--n-components", type=int, default=2, choices=[1, 2, 3])
     p.add_argument("--no-quality", dest="quality", action="store_false")
     p.add_argument("--cold", action="store_true", help="also time turbotsne's first run in a fresh process")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -135,7 +144,7 @@ def main(argv=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(args.n_jobs), NUMBA_NUM_THREADS=str(max(args.n_jobs, 1)))
     base = [sys.executable, os.path.abspath(__file__), "--worker", "--data", args.data, "--data-dir",
             args.data_dir, "--n", str(args.n), "--n-jobs", str(args.n_jobs), "--n-iter", str(args.n_iter),
-            "--ee-iter", str(args.ee_iter)] + ([] if args.quality else ["--no-quality"])
+            "--ee-iter", str(args.ee_iter), "--n-components", str(args.n_components)] + ([] if args.quality else ["--no-quality"])
     runs = [(impl, True) for impl in args.impl]
     if args.cold:
         runs.append(("turbotsne", False))

@@ -79,5 +79,8 @@ def test_auto_choice():
     assert resolve_auto(5_000, 2) == "bh"
     assert resolve_auto(50_000, 2) == "fft"
     assert resolve_auto(50_000, 1) == "fft"
-    assert resolve_auto(50_000, 3) == "bh"
+    assert resolve_auto(50_000, 3) == "fft"
+    assert resolve_auto(5_000, 3) == "bh"
+    assert resolve_auto(50_000, 3, reference=True) == "bh"  # the reference FFT has no near field
+    assert resolve_auto(50_000, 2, reference=True) == "fft"
     assert resolve_auto(500, 5) == "exact"

@@ -360,3 +360,47 @@ def test_3d_fit_with_split_matches_barnes_hut(monkeypatch):
     bh_fit = TSNE(negative_gradient_method="bh", **kw).fit(X)
     assert np.ptp(fft_fit.embedding_, axis=0).max() > 15  # beyond the 10-box grid's width
     assert abs(fft_fit.kl_divergence_ - bh_fit.kl_divergence_) <= 0.02 * bh_fit.kl_divergence_
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("dof", [0.5, 1.0, 100.0])
+def test_near_field_matches_dense_sum(d, dof):
+    # the direct part K - P of the split, against a dense NumPy sum over all pairs
+    from turbotsne.gradients.fft import _far_coefficients
+
+    Y = blobs(700, d, 12.0, seed=40 + d)
+    lo = Y.min(axis=0)
+    extent = float(np.ptp(Y, axis=0).max())
+    s_cut = 2.3 ** 2
+    coef = _far_coefficients(dof, s_cut)
+    out = np.ones_like(Y)  # the near field adds to what is there
+    z = FFTRepulsion()._near(Y, lo, extent, dof, s_cut, coef, out)
+
+    diff = Y[:, None, :] - Y[None, :, :]
+    s = np.sum(diff ** 2, axis=2)
+    u = s - s_cut
+    q = 1.0 + s / dof
+    k1 = q ** -dof
+    k2 = k1 / q
+    inside = (s < s_cut) & ~np.eye(len(Y), dtype=bool)
+    f = np.where(inside, k2 - (coef[3] + u * (coef[4] + u * coef[5])), 0.0)
+    g = np.where(inside, k1 - (coef[0] + u * (coef[1] + u * coef[2])), 0.0)
+    assert inside.sum() > 20 * len(Y)  # the cells hold many pairs within the cut
+    np.testing.assert_allclose(out - 1.0, np.einsum("ij,ijk->ik", f, diff), rtol=1e-9, atol=1e-12)
+    assert z == pytest.approx(g.sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_capped_grid_split_in_one_and_two_dims(monkeypatch, d):
+    # the near/far split also serves 1-D and 2-D embeddings wider than their cap
+    import turbotsne.gradients.fft as fft_module
+
+    monkeypatch.setitem(fft_module.MAX_GRID_NODES, d, (2 * 3 * 12) ** d)  # 12 boxes at most
+    Y = blobs(2000, d, 60.0, seed=50 + d)
+    f = FFTRepulsion()
+    out = np.empty_like(Y)
+    Zf = f(Y, 1.0, out)
+    assert f._layout.n_boxes <= 12 and f._near_key is not None  # capped and split
+    r, Z = exact(Y, 1.0)
+    assert np.linalg.norm(out / Zf - r / Z) <= 1e-2 * np.linalg.norm(r / Z)
+    assert abs(Zf - Z) <= 1e-3 * Z

@@ -35,6 +35,30 @@ def _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
     out[i, 1] = exaggeration * a1
 
 
+@numba.njit(fastmath=FASTMATH, cache=True, inline="always")
+def _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
+    # 3-D, likewise (the generic loop below, accumulating into ``out``, took 1.7x as long: 27 vs
+    # 16 ms at 70k points)
+    x0 = Y[i, 0]
+    x1 = Y[i, 1]
+    x2 = Y[i, 2]
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    for jj in range(indptr[i], indptr[i + 1]):
+        j = indices[jj]
+        t0 = x0 - R[j, 0]
+        t1 = x1 - R[j, 1]
+        t2 = x2 - R[j, 2]
+        c = data[jj] / (1.0 + (t0 * t0 + t1 * t1 + t2 * t2) * inv_dof)
+        a0 += c * t0
+        a1 += c * t1
+        a2 += c * t2
+    out[i, 0] = exaggeration * a0
+    out[i, 1] = exaggeration * a1
+    out[i, 2] = exaggeration * a2
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out):
     """Write ``exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` into ``out``."""
@@ -43,6 +67,9 @@ def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out):
     for i in numba.prange(n):
         if d == 2:
             _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
+            continue
+        if d == 3:
+            _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
             continue
         for k in range(d):
             out[i, k] = 0.0

@@ -33,9 +33,12 @@ spacing`` with ``spacing = extent / (M - 2)``. Two more changes to openTSNE's ru
 * ``n_boxes`` is rounded *up* to the next count for which the padded FFT length
   ``2 M`` is 5-smooth (``scipy.fft.next_fast_len``): a finer grid is both more
   accurate and faster to transform than an awkward size;
-* in 3-D, ``min_num_intervals`` is capped at :data:`MIN_INTERVALS_3D` (24): a
-  small embedding needs no 50^3-box grid (with 24 boxes of at most
-  ``ints_in_interval`` the node spacing is as fine as the 2-D rule's).
+* in 3-D, ``min_num_intervals`` is capped at :data:`MIN_INTERVALS_3D` (10): a
+  small embedding needs no 50^3-box grid. With 10 boxes the node spacing is
+  finer than the 2-D rule's up to extent 10, and the force error stays <= 1.2e-3
+  at extents 0.5-10 (3,000 clustered points); with 24 boxes, the earlier value,
+  the grid of the early-exaggeration phase (MNIST-70k: 7-11 units wide) cost 4
+  FFT pairs of 3.8e6 padded nodes per call instead of 0.4e6-0.9e6.
 
 Interpolation (not FIt-SNE's): FIt-SNE interpolates each point from the ``p^d``
 nodes of its own box by Lagrange polynomials of degree ``p - 1``; near the box
@@ -59,15 +62,23 @@ The node spacing sets the accuracy; the 3-D rule keeps the 2-D resolution while 
 2-D up to ~1350.
 
 Wider embeddings (3-D t-SNE reaches 100-200 units) get the largest grid under the
-cap and a near/far split of both kernels: below ``r_c = NEAR_FIELD_RADIUS`` (2)
-box widths each kernel is replaced by its quadratic Taylor polynomial in ``r^2``
+cap and a near/far split of both kernels: below ``r_c = NEAR_FIELD_RADIUS`` (1)
+box width each kernel is replaced by its quadratic Taylor polynomial in ``r^2``
 about ``r_c^2``, a smooth far part (equal to the kernel beyond ``r_c``, C^2 there)
 that interpolates well on the coarse grid; the remainder ``K - P`` (>= 0, zero
-beyond ``r_c``) is summed directly over the pairs in neighbouring cells (cells of
-side >= ``r_c``; parallel over points, each owning its row). Measured against the
-exact sum, N = 10k clustered points, dof = 1 (normalised force error / Z error /
-seconds per call, 2 shared cores): extent 44: 3.4e-3 / 7e-5 / 0.18; 102: 1.7e-3 /
-5e-4 / 0.20; 199: 2.4e-4 / 2.6e-4 / 0.19 (as accurate as the fine grid, or more).
+beyond ``r_c``) is summed directly over the pairs in neighbouring cells
+(:func:`_near_field`: cells of side ``r_c / 2``, coordinates copied in cell order,
+so each point streams ``5^(d-1)`` contiguous runs in a vectorised loop; parallel
+over cells, each point owning its row). Measured on 3-D MNIST-70k embeddings
+(``turbotsne.TSNE(n_components=3)``, 150 and 200 iterations after early
+exaggeration: extents 88 and 122, 25 boxes of 3.5 and 4.9 units), force error
+against the exact sum on 2,000 points / ms per call on 2 cores: ``r_c`` = 1 box:
+3.4e-3 / 111, 2.8e-3 / 113; 1.5 boxes: 5.4e-4 / 146, 4.1e-4 / 154; 2 boxes:
+1.6e-4 / 184, 1.2e-4 / 200 (the near field before it streamed cell runs, at 2
+boxes: 1,101 ms of a 1,171 ms call). One box matches the 2-D defaults' accuracy
+(~2e-3); a larger cap (2^23, 2^24 nodes) only moves time from the near field to
+the FFTs (171 and 437 ms at 1 box).
+
 Only boxes wider than :data:`MAX_COARSENING` x ``ints_in_interval`` (3-D: extent
 > ~1600, 2-D: > ~86000, i.e. points that shot off) raise a ``ValueError`` that
 names the cause and the fixes (``max_step_norm``, Barnes-Hut).
@@ -113,17 +124,26 @@ from .exact import exact_reference_repulsion
 #: 8192^2 in 2-D (~0.5 GB per complex spectrum), 161^3 in 3-D (~0.1 GB in all). A wider
 #: embedding gets the largest grid under the cap plus a direct near field.
 MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 22}
+#: :class:`FFTRepulsion` caps the padded 3-D grid at this many nodes per point (see
+#: :func:`split_caps`), but not below ``SPLIT_MIN_NODES`` nor above ``MAX_GRID_NODES[3]``.
+SPLIT_NODES_PER_POINT = 32
+SPLIT_MIN_NODES = 2 ** 15
 #: when the grid is capped, boxes may be at most this many times ``ints_in_interval``
 #: wide; a wider embedding raises (points that shot off).
 MAX_COARSENING = 64.0
 #: on a capped grid, pairs closer than this many box widths are summed directly.
-NEAR_FIELD_RADIUS = 2.0
+NEAR_FIELD_RADIUS = 1.0
+#: the near field's cells are ``1 / NEAR_FIELD_CELLS`` of its radius wide (each point scans
+#: ``(2 NEAR_FIELD_CELLS + 1)^d`` cells: 125 in 3-D, 15.6 r_c^3 instead of 27 r_c^3)
+NEAR_FIELD_CELLS = 2
+#: cells per chunk of the near field's dynamic schedule (clusters make cells uneven)
+NEAR_FIELD_CHUNK = 16
 #: FFTReferenceRepulsion's grid extends this fraction of its extent beyond the points on every side
 REFERENCE_GRID_MARGIN = 0.1
 #: nodes per dimension of the interpolation stencil (the quadratic B-spline's support).
 STENCIL = 3
 #: in 3-D, ``min_num_intervals`` is capped at this value.
-MIN_INTERVALS_3D = 24
+MIN_INTERVALS_3D = 10
 #: :class:`FFTReferenceRepulsion` with ``dof > 1``: new points with no reference point
 #: within about this distance (checked box-wise) are summed exactly (see the class).
 ISOLATION_RADIUS = 1.0
@@ -325,68 +345,131 @@ def _cells(Y, lo, inv_c, n_cells, cell):
         cell[i] = c_flat
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _near_field(Y, order, start, cell, n_cells, dof, s_cut, coef, out, row_z):
-    """Adds the near-field part ``K - P`` (nonzero below ``d2 = s_cut`` only) directly over
-    the pairs in neighbouring cells (cells at least ``sqrt(s_cut)`` wide):
-    ``out[i] += sum_j (K2 - P2)(y_i - y_j)``, ``row_z[i] = sum_{j != i} (K1 - P1)``.
-
-    Parallel over blocks of points in cell order; each point writes its own row and
-    visits its neighbours in a fixed order.
-    """
+@numba.njit(parallel=True, cache=True)
+def _cell_sorted(Y, order, lo, ys):
+    """``ys[k, ii] = Y[order[ii], k] - lo[k]``: the points' coordinates in cell order, one
+    contiguous row per dimension (the near-field loops then stream them)."""
     n, d = Y.shape
+    for ii in numba.prange(n):
+        i = order[ii]
+        for k in range(d):
+            ys[k, ii] = Y[i, k] - lo[k]
+
+
+@numba.njit(fastmath=FASTMATH, cache=True, inline="always")
+def _near_terms(s, dof, unit, s_cut, c0, c1, c2, c3, c4, c5):
+    """``(K2 - P2, K1 - P1)`` at squared distance ``s``, zero from ``s_cut`` on."""
+    if unit:
+        w = 1.0 / (1.0 + s)
+        k2 = w * w
+    else:
+        q = 1.0 + s / dof
+        w = q ** (-dof)
+        k2 = w / q
+    u = s - s_cut
+    f = k2 - (c3 + u * (c4 + u * c5))
+    g = w - (c0 + u * (c1 + u * c2))
+    if s >= s_cut:
+        f = 0.0
+        g = 0.0
+    return f, g
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _near_field(ys, order, start, n_cells, reach, dof, s_cut, coef, out, row_z, acc_sorted):
+    """Adds the near-field part ``K - P`` (nonzero below ``d2 = s_cut`` only) directly:
+    ``out[i] += sum_j (K2 - P2)(y_i - y_j) (y_i - y_j)``, ``row_z[i] = sum_{j != i} (K1 - P1)``.
+
+    ``ys`` holds the coordinates in cell order (cells at least ``sqrt(s_cut) / reach``
+    wide, ``start`` their ranges). The points of a cell scan the ``(2 reach + 1)^d``
+    cells around it; the cells of one row along the last axis are consecutive in that
+    order, so that is ``(2 reach + 1)^(d-1)`` contiguous runs of ``ys``, each a loop
+    without branches (pairs beyond the cut are masked) that the compiler vectorises.
+    The point itself adds nothing to the force (zero offset) and ``K1(0) - P1(0)`` to
+    ``row_z``, subtracted at the end. Parallel over cells; each point writes its own
+    row, in a fixed order.
+    """
+    d, n = ys.shape
     unit = dof == 1.0
-    n_nb = 3 ** d
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in numba.prange(n_blocks):
-        acc = np.empty(3)
+    c0, c1, c2, c3, c4, c5 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
+    self_z = 1.0 - (c0 - s_cut * (c1 - s_cut * c2))
+    width = 2 * reach + 1
+    n_rows = width ** (d - 1)
+    n_total = n_cells ** d
+    for cell in numba.prange(n_total):
+        if start[cell] == start[cell + 1]:
+            continue
         digit = np.empty(3, dtype=np.int64)
-        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            i = order[ii]
-            rest = cell[i]
-            for k in range(d - 1, -1, -1):
-                digit[k] = rest % n_cells
-                rest //= n_cells
-            for k in range(d):
-                acc[k] = 0.0
+        rest = cell
+        for k in range(d - 1, -1, -1):
+            digit[k] = rest % n_cells
+            rest //= n_cells
+        # the contiguous runs [run_lo, run_hi) of ys that hold the neighbouring cells
+        run_lo = np.empty(n_rows, dtype=np.int64)
+        run_hi = np.empty(n_rows, dtype=np.int64)
+        n_runs = 0
+        last_lo = max(digit[d - 1] - reach, 0)
+        last_hi = min(digit[d - 1] + reach, n_cells - 1)
+        for t in range(n_rows):
+            row = 0
+            code = t
+            inside = True
+            for k in range(d - 1):
+                c = digit[k] + (code % width) - reach
+                code //= width
+                if c < 0 or c >= n_cells:
+                    inside = False
+                row = row * n_cells + c
+            if inside:
+                run_lo[n_runs] = start[row * n_cells + last_lo]
+                run_hi[n_runs] = start[row * n_cells + last_hi + 1]
+                n_runs += 1
+        for ii in range(start[cell], start[cell + 1]):
+            x0 = ys[0, ii]
+            x1 = ys[1, ii] if d > 1 else 0.0
+            x2 = ys[2, ii] if d > 2 else 0.0
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
             zi = 0.0
-            for t in range(n_nb):
-                nb = 0
-                code = t
-                inside = True
-                for k in range(d):
-                    c = digit[k] + (code % 3) - 1
-                    code //= 3
-                    if c < 0 or c >= n_cells:
-                        inside = False
-                    nb = nb * n_cells + c
-                if not inside:
-                    continue
-                for jj in range(start[nb], start[nb + 1]):
-                    j = order[jj]
-                    if j == i:
-                        continue
-                    s = 0.0
-                    for k in range(d):
-                        diff = Y[i, k] - Y[j, k]
-                        s += diff * diff
-                    if s >= s_cut:
-                        continue
-                    if unit:
-                        w = 1.0 / (1.0 + s)
-                        k2 = w * w
-                    else:
-                        q = 1.0 + s / dof
-                        w = q ** (-dof)
-                        k2 = w / q
-                    u = s - s_cut
-                    zi += w - (coef[0] + u * (coef[1] + u * coef[2]))
-                    f = k2 - (coef[3] + u * (coef[4] + u * coef[5]))
-                    for k in range(d):
-                        acc[k] += f * (Y[i, k] - Y[j, k])
-            for k in range(d):
-                out[i, k] += acc[k]
-            row_z[i] = zi
+            for r in range(n_runs):
+                if d == 3:
+                    for jj in range(run_lo[r], run_hi[r]):
+                        t0 = x0 - ys[0, jj]
+                        t1 = x1 - ys[1, jj]
+                        t2 = x2 - ys[2, jj]
+                        f, g = _near_terms(t0 * t0 + t1 * t1 + t2 * t2, dof, unit, s_cut,
+                                           c0, c1, c2, c3, c4, c5)
+                        zi += g
+                        a0 += f * t0
+                        a1 += f * t1
+                        a2 += f * t2
+                elif d == 2:
+                    for jj in range(run_lo[r], run_hi[r]):
+                        t0 = x0 - ys[0, jj]
+                        t1 = x1 - ys[1, jj]
+                        f, g = _near_terms(t0 * t0 + t1 * t1, dof, unit, s_cut,
+                                           c0, c1, c2, c3, c4, c5)
+                        zi += g
+                        a0 += f * t0
+                        a1 += f * t1
+                else:
+                    for jj in range(run_lo[r], run_hi[r]):
+                        t0 = x0 - ys[0, jj]
+                        f, g = _near_terms(t0 * t0, dof, unit, s_cut, c0, c1, c2, c3, c4, c5)
+                        zi += g
+                        a0 += f * t0
+            acc_sorted[ii, 0] = a0
+            if d > 1:
+                acc_sorted[ii, 1] = a1
+            if d > 2:
+                acc_sorted[ii, 2] = a2
+            row_z[ii] = zi - self_z
+    # into the points' own order in a pass of its own (as in _gather)
+    for ii in numba.prange(n):
+        i = order[ii]
+        for k in range(d):
+            out[i, k] += acc_sorted[ii, k]
 
 
 @numba.njit(fastmath=FASTMATH, cache=True)
@@ -555,6 +638,24 @@ def ladder_spacing(fit, base):
         k -= 1
         h = base * 2.0 ** (-k / SPACING_STEPS_PER_OCTAVE)
     return h
+
+
+def split_caps(n_points):
+    """Grid caps of :class:`FFTRepulsion` for ``n_points`` points: :data:`MAX_GRID_NODES`,
+    except in 3-D, where the cap is :data:`SPLIT_NODES_PER_POINT` nodes per point (at
+    least :data:`SPLIT_MIN_NODES`).
+
+    A wide 3-D embedding is always on a capped grid with a near field, and there the
+    cap sets the balance: the FFTs cost ~ the node count, the near field ~ ``n^2 /
+    nodes`` (the pairs within a box width). Measured per call on 3-D MNIST embeddings
+    (2 cores, extents 120-170): 3,000 points: 51 ms under 2^22 nodes, 6 ms under
+    2^16-2^17; 10,000: 57 ms under 2^22, 15 ms under 2^18-2^19; 70,000: 113 ms under
+    2^22, 107 ms under 2^21. A coarser grid is also *more* accurate here (its near
+    field, summed exactly, is wider): 2.1e-3 -> 3.8e-4 at 3,000 points.
+    """
+    caps = dict(MAX_GRID_NODES)
+    caps[3] = int(min(MAX_GRID_NODES[3], max(SPLIT_MIN_NODES, SPLIT_NODES_PER_POINT * n_points)))
+    return caps
 
 
 def _largest_fitting_n_boxes(cap, d, p):
@@ -781,18 +882,18 @@ class _FFTBase:
         self._kernel_key = None
         self._khat = None
 
-    def _grid_for(self, lo, hi, d):
+    def _grid_for(self, lo, hi, d, caps=None):
         """``(lo, extent, n_boxes, spacing)`` of the grid covering the box ``[lo, hi]``.
 
         Node ``j`` lies at ``lo + (j - 1/2) spacing``: the ``M = n_boxes p`` nodes leave a
         margin of one node on each side of ``[lo, lo + extent]`` for the stencils, which
         :func:`grid_size` is asked to fit (so the node spacing stays at most
-        ``ints_in_interval / p``)."""
+        ``ints_in_interval / p``) under ``caps`` (default :data:`MAX_GRID_NODES`)."""
         p = self.n_interpolation_points
         extent = _cube_extent(lo, hi)
         margin = (STENCIL - 1) * self.ints_in_interval / p
         n_boxes = grid_size(extent + margin, d, p, self.min_num_intervals,
-                            self.ints_in_interval)
+                            self.ints_in_interval, caps=caps)
         n_boxes = max(n_boxes, -(-(STENCIL + 1) // p))  # at least one node inside
         spacing = ladder_spacing(extent / (n_boxes * p - (STENCIL - 1)), self.ints_in_interval / p)
         return np.ascontiguousarray(lo, dtype=np.float64), extent, n_boxes, spacing
@@ -866,7 +967,7 @@ class FFTRepulsion(_FFTBase):
         if n < 2:
             out[...] = 0.0
             return 0.0
-        lo, extent, n_boxes, spacing = self._grid_for(*_finite_bounds(Y), d)
+        lo, extent, n_boxes, spacing = self._grid_for(*_finite_bounds(Y), d, split_caps(n))
         h = spacing * self.n_interpolation_points  # box width
         centre = np.ascontiguousarray(lo + 0.5 * extent)
         layout = self._get_layout(d, n_boxes)
@@ -893,18 +994,24 @@ class FFTRepulsion(_FFTBase):
     def _near(self, Y, lo, extent, dof, s_cut, coef, out):
         """Adds the near-field forces to ``out``; returns the near-field part of ``Z``."""
         n, d = Y.shape
-        n_cells = max(1, int(extent / math.sqrt(s_cut)))
+        reach = NEAR_FIELD_CELLS
+        n_cells = max(1, int(extent * reach / math.sqrt(s_cut)))
         key = (n, d, n_cells)
         if self._near_key != key:
+            self._near_key = None
             self._cell = np.empty(n, dtype=np.int64)
             self._cell_order = np.empty(n, dtype=np.int64)
             self._cell_start = np.empty(n_cells ** d + 1, dtype=np.int64)
+            self._cell_ys = np.empty((d, n))
+            self._near_acc = np.empty((n, d))
             self._row_z = np.empty(n)
             self._near_key = key
         _cells(Y, lo, n_cells / extent, n_cells, self._cell)
         _sort_by_box(self._cell, n_cells ** d, self._cell_start, self._cell_order)
-        _near_field(Y, self._cell_order, self._cell_start, self._cell, n_cells, dof, s_cut,
-                    coef, out, self._row_z)
+        _cell_sorted(Y, self._cell_order, lo, self._cell_ys)
+        with numba.parallel_chunksize(NEAR_FIELD_CHUNK):
+            _near_field(self._cell_ys, self._cell_order, self._cell_start, n_cells, reach, dof,
+                        s_cut, coef, out, self._row_z, self._near_acc)
         return float(self._row_z.sum())
 
 
