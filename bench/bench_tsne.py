@@ -5,7 +5,9 @@
     python bench/bench_tsne.py --data mnist70k --n-components 3 --impl turbotsne-fft turbotsne-bh
 
 Each (implementation, data set) runs in its own fresh process (so that peak
-RSS is its own), one after the other in this invocation, with the same data
+RSS is its own; it is counted from when the data set is loaded, so it includes
+the input array -- ``input_rss_mb`` -- but not the making of a synthetic set),
+one after the other in this invocation, with the same data
 (PCA-50), the same threads and ``random_state=0``; each library is first
 warmed up on a 2,000-point slice in that process (numba compilation, imports; turbotsne's
 "auto" is resolved at the full size first, so the warm-up loads the kernels of the run),
@@ -33,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 IMPLS = ["turbotsne", "turbotsne-bh", "turbotsne-fft", "turbotsne-exact", "openTSNE-fft", "openTSNE-bh",
-         "sklearn-bh", "sklearn-exact"]
+         "sklearn-bh", "sklearn-exact", "FItSNE"]
 
 
 def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter, d=2):
@@ -84,10 +86,50 @@ def _run_sklearn(X, method, n_jobs, n_iter, ee_iter, d=2):
     return Y, float(tsne.kl_divergence_), (float("nan"), float("nan"), time.perf_counter() - t0)
 
 
+def _run_fitsne(X, method, n_jobs, n_iter, ee_iter, d=2):
+    """FIt-SNE (the ``fitsne`` package, at its defaults with our PCA start). It builds from source
+    against FFTW and imports Cython in its setup.py without declaring it, so it is not one of
+    our extras: ``apt-get install libfftw3-dev; pip install cython; pip install
+    --no-build-isolation fitsne``. FIt-SNE logs on the C++ side: its stdout is captured at
+    file-descriptor level, the optimisation time is the sum of its per-50-iteration times,
+    "Iteration N (50 iterations in T seconds)" (the first ``ee_iter`` iterations are the early
+    phase), and the rest of the wall time is the kNN + affinities. Its KL is left to
+    ``kl_turbotsne_P``."""
+    import re
+    import tempfile
+
+    from fitsne import FItSNE
+    from turbotsne.initialization import pca
+
+    init = np.ascontiguousarray(pca(X, d, random_state=0), dtype=np.float64)
+    with tempfile.TemporaryFile() as log:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(log.fileno(), 1)
+        try:
+            t0 = time.perf_counter()
+            Y = FItSNE(np.ascontiguousarray(X, dtype=np.float64), no_dims=d, perplexity=30.0,
+                       max_iter=n_iter + ee_iter, stop_early_exag_iter=ee_iter, nthreads=n_jobs,
+                       rand_seed=0, initialization=init)
+            wall = time.perf_counter() - t0
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    blocks = [(int(it), float(t)) for it, t in
+              re.findall(r"Iteration (\d+) \(\d+ iterations in ([0-9.]+) seconds\)", text)]
+    t_ee = sum(t for it, t in blocks if it <= ee_iter)
+    t_opt = sum(t for it, t in blocks if it > ee_iter)
+    return np.asarray(Y), float("nan"), (wall - t_ee - t_opt, t_ee, t_opt)
+
+
 def run_one(impl, X, n_jobs, n_iter, ee_iter, d=2):
     lib, _, method = impl.partition("-")
     method = method or "auto"
-    fn = {"turbotsne": _run_turbotsne, "openTSNE": _run_opentsne, "sklearn": _run_sklearn}[lib]
+    fn = {"turbotsne": _run_turbotsne, "openTSNE": _run_opentsne, "sklearn": _run_sklearn,
+          "FItSNE": _run_fitsne}[lib]
     return fn(X, method, n_jobs, n_iter, ee_iter, d)
 
 
@@ -95,6 +137,10 @@ def worker(args):
     X, y = common.load(args.data, args.data_dir)
     if args.n:
         X, y = X[: args.n], y[: args.n]
+    import gc
+
+    gc.collect()
+    input_mb = common.reset_peak_rss()  # the peak below excludes making the data set
     impl = args.impl
     if impl == "turbotsne":  # resolve "auto" at the full size, so the warm-up runs the same kernels
         from turbotsne.gradients import resolve_auto
@@ -109,6 +155,8 @@ def worker(args):
            "warm": bool(args.warmup), "affinities_s": round(t_aff, 2), "early_s": round(t_ee, 2),
            "optimize_s": round(t_opt, 2), "total_s": round(np.nansum([t_aff, t_ee, t_opt]), 2),
            "peak_rss_mb": round(rss, 1), "kl": round(kl, 4)}
+    if input_mb is not None:  # RSS with the data loaded, before the library ran
+        rec["input_rss_mb"] = round(input_mb, 1)
     if args.quality:
         from turbotsne import PerplexityBasedNN
         from turbotsne.gradients import make_backend
@@ -162,7 +210,7 @@ def main(argv=None):
     if not records:
         return 1
     ref = records[0]
-    cols = ["affinities_s", "early_s", "optimize_s", "total_s", "peak_rss_mb", "kl", "kl_turbotsne_P",
+    cols = ["affinities_s", "early_s", "optimize_s", "total_s", "peak_rss_mb", "input_rss_mb", "kl", "kl_turbotsne_P",
             "knn_preservation", "trustworthiness", "knn_accuracy"]
     print(f"\n{args.data}, n={ref['n']}, n_jobs={args.n_jobs}; ratio = time / time of {ref['impl']}")
     print("| impl | warm | " + " | ".join(cols) + " | total ratio |")

@@ -37,6 +37,22 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def reset_peak_rss():
+    """Restart the peak RSS count (``VmHWM``) from the current RSS (Linux >= 4.0: writing 5 to
+    /proc/self/clear_refs), so that a later :func:`peak_rss_mb` excludes what came before, such
+    as generating a synthetic data set. Returns the current RSS in MB (None where unsupported)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def pca50(X, cache=None):
     """PCA to 50 dimensions; with ``cache`` (a path) the result is kept in a .npy file, so that
     the peak memory of a benchmark run is the library's, not the full SVD's."""

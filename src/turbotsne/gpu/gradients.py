@@ -92,11 +92,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL,
+from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, CappedGridNotice,
                              _cube_extent, grid_size, ladder_spacing)
 
 logger = logging.getLogger(__name__)
-_coarsening_logged = False
 
 #: pair elements per exact tile (``rows * n``, times ``2 d + 3`` values each).
 TILE_ELEMENTS = 2 ** 24
@@ -259,15 +258,12 @@ def torch_grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, i
                      on_cap=_log_capped_grid)
 
 
-def _log_capped_grid(d, extent, n_fit, width):
-    global _coarsening_logged
-    if not _coarsening_logged:
-        _coarsening_logged = True
-        logger.warning(
-            "The %d-D embedding spans %.4g units: the torch FFT repulsion grid is capped at %d "
-            "boxes per dimension (TORCH_MAX_GRID_NODES[%d]), so its boxes are %.3g units wide "
-            "instead of at most ints_in_interval = %g and the repulsion is much less accurate "
-            "(see turbotsne.gpu.gradients; logged once).", d, extent, n_fit, d, extent / n_fit, width)
+_log_capped_grid = CappedGridNotice(
+    logger, logging.WARNING,
+    "The {d}-D embedding spans {extent:.4g} units: the torch FFT repulsion grid is capped at "
+    "{n_fit} boxes per dimension (TORCH_MAX_GRID_NODES[{d}]), so its boxes are {box:.3g} units "
+    "wide instead of at most ints_in_interval = {width:g} and the repulsion is much less "
+    "accurate (see turbotsne.gpu.gradients; logged once).")
 
 
 def _finite_bounds(Y):

@@ -57,9 +57,11 @@ points, extent ~200, dof = 1): force error 2.9e-2 -> 2.2e-3, Z error 2e-3 -> 3e-
 weights) gives only ~7e-3, cubic B-splines ~1.5e-3 at 16/9 the weights
 (``bench/proto_schemes.py``).
 
-The node spacing sets the accuracy; the 3-D rule keeps the 2-D resolution while the zero-padded grid ``(2M)^d`` fits :data:`MAX_GRID_NODES`
-(2^26 in 1-D and 2-D, 2^22 ~ 161^3 in 3-D: ~0.1 GB): 3-D extents up to ~25 units,
-2-D up to ~1350.
+The node spacing sets the accuracy; the 3-D rule keeps the 2-D resolution while the
+zero-padded grid ``(2M)^d`` fits :data:`MAX_GRID_NODES` (2^26 in 1-D and 2-D, 2^22 ~ 161^3
+in 3-D: ~0.1 GB): 2-D extents up to ~1350, 3-D up to ~25 units. :class:`FFTRepulsion`
+caps a 3-D grid lower, at 32 nodes per point (:func:`split_caps`): 3-D t-SNE with more
+than a few thousand points always ends on a capped grid.
 
 Wider embeddings (3-D t-SNE reaches 100-200 units) get the largest grid under the
 cap and a near/far split of both kernels: below ``r_c = NEAR_FIELD_RADIUS`` (1)
@@ -148,7 +150,6 @@ MIN_INTERVALS_3D = 10
 #: within about this distance (checked box-wise) are summed exactly (see the class).
 ISOLATION_RADIUS = 1.0
 logger = logging.getLogger(__name__)
-_coarsening_logged = False
 #: points per parallel block of the per-point kernels (fixed: independent of threads).
 _BLOCK = 256
 #: precision of the node grids, the K2 kernel and their FFTs (the interpolation error,
@@ -603,16 +604,29 @@ def grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, ints_in
     return n_fit
 
 
-def _log_capped_grid(d, extent, n_fit, width):
-    global _coarsening_logged
-    if not _coarsening_logged:
-        _coarsening_logged = True
-        logger.info(
-            "The %d-D embedding spans %.4g units: the FFT repulsion grid is capped at %d "
-            "boxes per dimension (MAX_GRID_NODES[%d]), so its boxes are %.3g units wide "
-            "instead of at most ints_in_interval = %g; pairs closer than %g boxes are "
-            "summed directly (logged once).", d, extent, n_fit, d, extent / n_fit, width,
-            NEAR_FIELD_RADIUS)
+class CappedGridNotice:
+    """The ``on_cap`` hook of :func:`grid_size` that logs, once per process (``done``),
+    ``template`` formatted with the fields ``d``, ``extent``, ``n_fit``, ``box`` (the
+    capped box width) and ``width`` (``ints_in_interval``); the numba and torch FFT
+    backends each keep one."""
+
+    def __init__(self, log, level, template):
+        self.log, self.level, self.template = log, level, template
+        self.done = False
+
+    def __call__(self, d, extent, n_fit, width):
+        if not self.done:
+            self.done = True
+            self.log.log(self.level, self.template.format(
+                d=d, extent=extent, n_fit=n_fit, box=extent / n_fit, width=width))
+
+
+_log_capped_grid = CappedGridNotice(
+    logger, logging.INFO,
+    "The {d}-D embedding spans {extent:.4g} units: the FFT repulsion grid is capped at {n_fit} "
+    "boxes per dimension, so its boxes are {box:.3g} units wide instead of at most "
+    "ints_in_interval = {width:g}; pairs closer than " + f"{NEAR_FIELD_RADIUS:g}" + " box widths "
+    "are summed directly (logged once).")
 
 
 #: steps per octave of the node-spacing ladder (see :func:`ladder_spacing`)
