@@ -17,7 +17,6 @@ The time of ``import turbotsne`` is reported separately in each process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import shutil

@@ -1,7 +1,5 @@
 """The torch engine end to end: TSNE, the embedding API and transform on torch's CPU build
 (the same code runs on CUDA; those checks skip without a GPU)."""
-import pickle
-
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
