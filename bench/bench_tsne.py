@@ -170,12 +170,7 @@ def worker(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="mnist10k", choices=["digits", "mnist10k", "mnist70k", "mnist250k", "mnist1m"])
-    p.add_argument("--data-dir", default=str(common.DEFAULT_DATA))
-    p.add_argument("--impl", nargs="+", default=["turbotsne", "openTSNE-fft", "openTSNE-bh"], choices=IMPLS)
-    p.add_argument("--n", type=int, default=0, help="use only the first N rows")
-    p.add_argument("--n-jobs", type=int, default=2)
+    p = common.data_parser(__doc__.splitlines()[0], IMPLS, ["turbotsne", "openTSNE-fft", "openTSNE-bh"])
     p.add_argument("--n-iter", type=int, default=500)
     p.add_argument("--ee-iter", type=int, default=250)
     p.add_argument("--n-components", type=int, default=2, choices=[1, 2, 3])

@@ -23,18 +23,24 @@ DEFAULT_DATA = pathlib.Path(os.environ.get("TURBOTSNE_DATA", HERE.parent.parent 
 CACHE = HERE / "results" / "cache"
 
 
+def _status_mb(field):
+    """A memory figure of /proc/self/status (``VmHWM``, ``VmRSS``) in MB; None where unreadable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb():
     """Peak resident set size of this process so far, in MB: ``VmHWM`` from /proc (Linux), which
     starts afresh at exec. ``ru_maxrss`` is the fallback elsewhere; Linux carries it over from the
     parent through fork + exec, so a worker would report at least its parent's peak."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def reset_peak_rss():
@@ -44,13 +50,23 @@ def reset_peak_rss():
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
     except OSError:
-        pass
-    return None
+        return None
+    return _status_mb("VmRSS")
+
+
+def data_parser(description, impls, default_impls):
+    """The arguments every side-by-side benchmark takes: ``--data``, ``--data-dir``, ``--impl``,
+    ``--n`` (first N rows only), ``--n-jobs``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", default="mnist10k", choices=["digits", "mnist10k", "mnist70k", "mnist250k", "mnist1m"])
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    p.add_argument("--impl", nargs="+", default=default_impls, choices=impls)
+    p.add_argument("--n", type=int, default=0, help="use only the first N rows")
+    p.add_argument("--n-jobs", type=int, default=2)
+    return p
 
 
 def pca50(X, cache=None):
