@@ -62,9 +62,7 @@ time to turbotsne's (the first turbotsne* implementation listed).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -266,12 +264,9 @@ def main(argv=None):
                             "--normal-from", f"{ref_full}'s embedding after early exaggeration and its final one"]
             else:
                 cmd += ["--partial-iters", "0"]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-            if out.returncode != 0 or not lines:
-                print(f"# {impl} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+            rec = common.run_worker(cmd, impl, env)
+            if rec is None:
                 continue
-            rec = json.loads(lines[-1])
             rec["affinities_s"] = round(t_aff, 2)
             if not rec["partial"]:
                 ref_full = ref_full or impl

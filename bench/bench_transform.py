@@ -12,9 +12,7 @@ runs in its own process, one after the other; one JSON line each, then the ratio
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
@@ -63,14 +61,12 @@ def main(argv=None):
         return worker(args.worker, args.n_jobs, args.data_dir)
     recs = []
     for impl in args.impl:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", impl, "--n-jobs",
-                              str(args.n_jobs), "--data-dir", args.data_dir], capture_output=True, text=True)
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-        if out.returncode or not lines:
-            print(f"# {impl} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        rec = common.run_worker([sys.executable, os.path.abspath(__file__), "--worker", impl, "--n-jobs",
+                                 str(args.n_jobs), "--data-dir", args.data_dir], impl)
+        if rec is None:
             continue
-        print(lines[-1], flush=True)
-        recs.append(json.loads(lines[-1]))
+        common.emit(rec)
+        recs.append(rec)
     if len(recs) == 2:
         print(f"transform time ratio {recs[0]['impl']}/{recs[1]['impl']}: "
               f"{recs[0]['transform_s'] / recs[1]['transform_s']:.2f}; fit time ratio "

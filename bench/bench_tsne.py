@@ -23,9 +23,7 @@ and ``kl_turbotsne_P``, the KL of the final embedding under turbotsne's P
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
@@ -194,13 +192,10 @@ def main(argv=None):
     records = []
     for impl, warm in runs:
         cmd = base + ["--impl-one", impl] + (["--warmup"] if warm else [])
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-        if out.returncode != 0 or not lines:
-            print(f"# {impl} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        rec = common.run_worker(cmd, impl, env)
+        if rec is None:
             continue
-        rec = json.loads(lines[-1])
-        print(lines[-1], flush=True)
+        common.emit(rec)
         records.append(rec)
     if not records:
         return 1

@@ -156,6 +156,19 @@ def quality(X, Y, y, *, n_jobs=1, trust_sample=5000, seed=0):
     }
 
 
+def run_worker(cmd, impl, env=None):
+    """Run one benchmark worker process; return the record of its last JSON line, or None
+    (after printing the tail of its stderr) if it failed or printed none."""
+    import subprocess
+
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        print(f"# {impl} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
 def emit(record):
     print(json.dumps(record), flush=True)
     sys.stdout.flush()
