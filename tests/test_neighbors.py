@@ -278,6 +278,29 @@ def test_ann_metric_transforms(data_dups, method, metric):
     assert {10, 11} <= set(ind[3, :2]) and not np.any(ind == np.arange(len(X))[:, None])
 
 
+@pytest.mark.parametrize("method", APPROX)
+@pytest.mark.parametrize("metric", ["euclidean", "correlation"])
+def test_approx_chunked_search_equals_one_chunk(data_dups, method, metric, monkeypatch):
+    """Searching, dropping self and refining in chunks of rows (chunk 37: uneven, self at
+    offset ids) gives the same neighbours as one chunk; the chunks write into one output."""
+    X = data_dups
+    Xn = X[:90] + 0.01
+    whole = get_knn_index(method, metric, None, n_jobs=1, random_state=0)  # hnswlib builds
+    # its graph identically only on one thread
+    wi, wd = whole.build(X, 12)
+    qi, qd = whole.query(Xn, 12)
+    monkeypatch.setattr(type(whole), "CHUNK", 37)
+    chunked = get_knn_index(method, metric, None, n_jobs=1, random_state=0)
+    ci, cd = chunked.build(X, 12)
+    np.testing.assert_array_equal(ci, wi)
+    np.testing.assert_array_equal(cd, wd)
+    assert not np.any(ci == np.arange(len(X))[:, None])
+    np.testing.assert_allclose(np.take_along_axis(cdist(X, X, metric), ci, axis=1), cd, rtol=1e-9, atol=1e-12)
+    ci, cd = chunked.query(Xn, 12)
+    np.testing.assert_array_equal(ci, qi)
+    np.testing.assert_array_equal(cd, qd)
+
+
 def test_pickle_exact_and_precomputed(data_dups):
     X = data_dups
     for index, data, new in [(Exact("euclidean"), X, X[:5] + 0.1),

@@ -181,8 +181,9 @@ def _check_k(k, n_ref, *, build):
     return int(k)
 
 
-def _drop_self(indices, distances, k):
-    """Remove row i's own index from row i (by index, not the first column) and keep k.
+def _drop_self(indices, distances, k, offset=0):
+    """Remove row i's own index (``offset + i``) from row i (by index, not the first column)
+    and keep k.
 
     Rows where self did not come back lose their last (farthest) column instead
     (indexes return unique ids, so self appears at most once)."""
@@ -190,7 +191,7 @@ def _drop_self(indices, distances, k):
     out_i = np.empty((n, min(k, m - 1)), dtype=np.int64)
     out_d = np.empty(out_i.shape, dtype=np.float64)
     _row_kernels()[0](np.ascontiguousarray(indices, dtype=np.int64),
-                      np.ascontiguousarray(distances, dtype=np.float64), out_i, out_d)
+                      np.ascontiguousarray(distances, dtype=np.float64), out_i, out_d, offset)
     return out_i, out_d
 
 
@@ -207,13 +208,13 @@ def _row_kernels():
     import numba
 
     @numba.njit(parallel=True, cache=True)
-    def drop_self(ind, dist, out_i, out_d):
+    def drop_self(ind, dist, out_i, out_d, offset):
         n, m = ind.shape
         k = out_i.shape[1]
         for i in numba.prange(n):
             skip = m - 1  # no self in the row: drop the last column
             for j in range(m):
-                if ind[i, j] == i:
+                if ind[i, j] == i + offset:
                     skip = j
                     break
             t = 0
@@ -665,25 +666,56 @@ class Exact(KNNIndex):
 
 
 class _ApproxIndex(KNNIndex):
-    """Shared pieces of the approximate indexes: metric transforms and distance refinement."""
+    """Shared pieces of the approximate indexes: metric transforms, distance refinement,
+    and the chunked search that bounds the memory of both."""
 
     #: metrics whose distances are recomputed in float64 from the coordinates
     _REFINE = frozenset({"euclidean", "sqeuclidean", "cosine", "correlation", "manhattan"})
 
-    def _refine(self, Xq, Xr, ind, dist):
+    #: query rows searched, refined and sorted at a time: an index's own (n, k + 1) output
+    #: (hnswlib: uint64 + float32) and the float64 refinement then take ~25 MB (k = 90) at
+    #: any N instead of ~3 KB per point next to the (n, k) result (issue 6, 1M points)
+    CHUNK = 1 << 13
+
+    def _refines(self, sparse):
         canon = _canonical(self.metric)
-        sparse = sp.issparse(Xq) or sp.issparse(Xr)
-        if not callable(self.metric) and canon in self._REFINE and not self.metric_params \
-                and not (sparse and canon == "correlation"):
+        return (not callable(self.metric) and canon in self._REFINE and not self.metric_params
+                and not (sparse and canon == "correlation"))
+
+    def _chunked(self, search, Xq, k, exclude_self):
+        """``(indices, distances)`` of every row of ``Xq``: ``search(start, stop)`` returns the
+        raw neighbours of rows ``start:stop`` (``k + 1`` of them with ``exclude_self``, the
+        point itself among them), then each chunk loses self and is refined and sorted
+        straight into one ``(n, k)`` int64 / float64 output."""
+        canon = _canonical(self.metric)
+        sparse = sp.issparse(Xq) or sp.issparse(self._ref)
+        refine = self._refines(sparse)
+        Xr = self._ref
+        zr = None
+        if refine:
             if not sparse:
                 Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(Xr, dtype=np.float64)
-            if canon in ("cosine", "correlation"):
-                Pq, _, zq, _ = _prepare_blas(Xq, canon)
-                Pr, _, zr, _ = _prepare_blas(Xr, canon)
-                dist = _recompute(canon, Pq, Pr, ind, zq, zr, self.n_jobs)
-            else:
-                dist = _recompute(canon, Xq, Xr, ind, n_jobs=self.n_jobs)
-        return _sort_rows(ind, dist)
+            if canon in ("cosine", "correlation"):  # unit rows, prepared once for all chunks
+                Xr, _, zr, _ = _prepare_blas(Xr, canon)
+        n = Xq.shape[0]
+        out_i = np.empty((n, k), dtype=np.int64)
+        out_d = np.empty((n, k), dtype=np.float64)
+        for s in range(0, n, self.CHUNK):
+            e = min(n, s + self.CHUNK)
+            ind, dist = search(s, e)
+            if exclude_self:
+                ind, dist = _drop_self(ind, dist, k, offset=s)
+            ind = np.ascontiguousarray(ind, dtype=np.int64)
+            if refine:
+                if canon in ("cosine", "correlation"):
+                    Pq, _, zq, _ = _prepare_blas(Xq[s:e], canon)
+                    dist = _recompute(canon, Pq, Xr, ind, zq, zr, self.n_jobs)
+                else:
+                    dist = _recompute(canon, Xq[s:e], Xr, ind, n_jobs=self.n_jobs)
+            out_i[s:e] = ind
+            out_d[s:e] = dist
+            _row_kernels()[1](out_i[s:e], out_d[s:e])
+        return out_i, out_d
 
 
 class PyNNDescent(_ApproxIndex):
@@ -740,17 +772,18 @@ class PyNNDescent(_ApproxIndex):
                 max_candidates=self.max_candidates if self.max_candidates is not None else 60,
             )
             indices, distances = self._index.neighbor_graph
-        indices, distances = _drop_self(indices.astype(np.int64), distances.astype(np.float64), k)
         self._ref = X
-        return self._refine(X, X, indices, distances)
+        return self._chunked(lambda s, e: (indices[s:e], distances[s:e]), X, k, exclude_self=True)
 
     def query(self, X_new, k):
         self._check_fitted()
         X_new = self._check_query(X_new)
         k = _check_k(k, self.n_samples_fit_, build=False)
-        with thread_limit(self.n_jobs):
-            indices, distances = self._index.query(X_new.astype(np.float32), k=k, epsilon=self.epsilon)
-        return self._refine(X_new, self._ref, indices.astype(np.int64), distances.astype(np.float64))
+        def search(s, e):
+            with thread_limit(self.n_jobs):
+                return self._index.query(X_new[s:e].astype(np.float32), k=k, epsilon=self.epsilon)
+
+        return self._chunked(search, X_new, k, exclude_self=False)
 
 
 def _require(module, what, runtime=False):
@@ -813,12 +846,14 @@ class Annoy(_ApproxIndex):
             self._index.add_item(i, Xt[i])
         n_jobs = effective_n_jobs(self.n_jobs)
         self._index.build(self.n_trees, n_jobs=n_jobs)
-        indices = self._search(lambda i: self._index.get_nns_by_item(i, k + 1, self.search_k),
-                               X.shape[0], k + 1, n_jobs)
-        indices, _ = _drop_self(indices, np.zeros(indices.shape), k)
         self._ref = X
-        # every annoy metric is one `_refine` recomputes: no need to fetch annoy's float32 distances
-        return self._refine(X, X, indices, np.zeros(indices.shape))
+
+        def search(s, e):  # every annoy metric is refined: annoy's float32 distances are not fetched
+            ind = self._search(lambda i: self._index.get_nns_by_item(s + i, k + 1, self.search_k),
+                               e - s, k + 1, n_jobs)
+            return ind, np.zeros(ind.shape)
+
+        return self._chunked(search, X, k, exclude_self=True)
 
     @staticmethod
     def _search(fn, n, k, n_jobs):
@@ -846,10 +881,15 @@ class Annoy(_ApproxIndex):
         self._check_fitted()
         X_new = self._check_query(X_new)
         k = _check_k(k, self.n_samples_fit_, build=False)
-        Xt = self._transform(X_new)
-        indices = self._search(lambda i: self._index.get_nns_by_vector(Xt[i], k, self.search_k),
-                               Xt.shape[0], k, effective_n_jobs(self.n_jobs))
-        return self._refine(X_new, self._ref, indices, np.zeros(indices.shape))
+        n_jobs = effective_n_jobs(self.n_jobs)
+
+        def search(s, e):
+            Xt = self._transform(X_new[s:e])
+            ind = self._search(lambda i: self._index.get_nns_by_vector(Xt[i], k, self.search_k),
+                               e - s, k, n_jobs)
+            return ind, np.zeros(ind.shape)
+
+        return self._chunked(search, X_new, k, exclude_self=False)
 
     # annoy indexes live in C++ memory: serialise through an anonymous in-memory file
     def __getstate__(self):
@@ -962,19 +1002,19 @@ class HNSW(_ApproxIndex):
                                random_seed=_seed(self.random_state))
         self._index.add_items(Xt, num_threads=n_jobs)
         self._set_ef(k + 1)
-        indices, dist = self._index.knn_query(Xt, k=k + 1, num_threads=n_jobs)
-        indices, dist = _drop_self(indices.astype(np.int64), dist.astype(np.float64), k)
         self._ref = X
-        return self._refine(X, X, indices, dist)
+        return self._chunked(lambda s, e: self._index.knn_query(Xt[s:e], k=k + 1, num_threads=n_jobs),
+                             X, k, exclude_self=True)
 
     def query(self, X_new, k):
         self._check_fitted()
         X_new = self._check_query(X_new)
         k = _check_k(k, self.n_samples_fit_, build=False)
         self._set_ef(k)
-        indices, dist = self._index.knn_query(self._transform(X_new), k=k,
-                                              num_threads=effective_n_jobs(self.n_jobs))
-        return self._refine(X_new, self._ref, indices.astype(np.int64), dist.astype(np.float64))
+        n_jobs = effective_n_jobs(self.n_jobs)
+        return self._chunked(lambda s, e: self._index.knn_query(self._transform(X_new[s:e]), k=k,
+                                                                num_threads=n_jobs),
+                             X_new, k, exclude_self=False)
 
 
 class Precomputed(KNNIndex):
