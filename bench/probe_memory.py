@@ -2,8 +2,8 @@
 
     python bench/probe_memory.py --data mnist250k --n-jobs 2
 
-Stages: imports; the kNN (the "auto" index, k = 90, built and queried); the index dropped;
-``PerplexityBasedNN`` (kNN again + P, while the first kNN arrays are still held); 30
+Stages: imports; the kNN (the "auto" index, k = 90, built and queried); the index and its
+output dropped; ``PerplexityBasedNN`` (kNN again + P; the index stays with it); 30
 optimisation iterations. After each stage the peak count (``VmHWM``) is restarted
 (``common.reset_peak_rss``), so each line's peak is that stage's own. Linux only.
 """
@@ -40,13 +40,11 @@ def main(argv=None):
     index = get_knn_index("auto", "euclidean", n_jobs=args.n_jobs, random_state=0)
     ind, dist = index.build(X, 90)
     show("kNN (index built, queried)")
-    del index
+    del index, ind, dist
     gc.collect()
-    show("index dropped")
+    show("index and kNN dropped")
     aff = turbotsne.PerplexityBasedNN(X, 30, n_jobs=args.n_jobs, random_state=0)
     show("PerplexityBasedNN")
-    del ind, dist
-    gc.collect()
     emb = turbotsne.TSNEEmbedding(turbotsne.initialization.pca(X, 2, random_state=0), aff,
                                   n_jobs=args.n_jobs, random_state=0)
     emb.optimize(30, inplace=True, exaggeration=12, momentum=0.8)

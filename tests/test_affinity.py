@@ -64,9 +64,13 @@ def test_bisection_identical_across_thread_counts():
 
 def test_perplexity_based_nn_uses_3_perplexity_neighbours(digits):
     aff = PerplexityBasedNN(digits[:300], perplexity=10)
-    assert aff.indices.shape == (300, 30)
     assert aff.P.shape == (300, 300)
-    assert not np.any(aff.indices == np.arange(300)[:, None])
+    assert aff.P.diagonal().max() == 0  # self excluded
+    # every row holds its 30 neighbours, plus the points that have it as theirs
+    ind, _ = aff.knn_index.query(digits[:300], 31)
+    for i in (0, 123, 299):
+        nbrs = set(ind[i]) - {i}
+        assert nbrs <= set(aff.P[i].indices) and len(nbrs) == 30
 
 
 def test_too_high_perplexity_is_reduced_with_warning():
@@ -87,7 +91,7 @@ def test_dense_precomputed_equals_raw(digits):
     np.testing.assert_allclose(a, b, atol=1e-12)
 
 
-@pytest.mark.parametrize("n, k", [(2, 1), (7, 3), (400, 25)])
+@pytest.mark.parametrize("n, k", [(2, 1), (7, 3), (7, 6), (400, 25), (3000, 40)])
 def test_symmetrize_equals_scipy_reference(n, k):
     """The numba symmetrisation gives SciPy's (P + P^T) / sum bit for bit: sorted columns, summed
     mutual pairs, explicit zeros dropped (a zero conditional whose mirror is zero too)."""
@@ -105,7 +109,12 @@ def test_symmetrize_equals_scipy_reference(n, k):
     A.sort_indices()
     A.eliminate_zeros()
     A.data /= max(A.data.sum(), _MACHINE_EPSILON)
+    before = (ind.copy(), cond.copy())
     P = symmetrize(cond, ind)
+    np.testing.assert_array_equal(ind, before[0])  # not overwritten unless asked
+    np.testing.assert_array_equal(cond, before[1])
+    Q = symmetrize(cond.copy(), ind.astype(np.int32), overwrite=True)
+    assert (Q != P).nnz == 0
     np.testing.assert_array_equal(P.indptr, A.indptr)
     np.testing.assert_array_equal(P.indices, A.indices)
     np.testing.assert_array_equal(P.data, A.data)
