@@ -30,14 +30,23 @@ def small_affinities(small):
 
 
 # The acceptance test of the issue: on digits, a full run (250 + 500 iterations, FFT gradient) on the
-# torch path reaches a KL within 1 % of the numba path's, from the same P and initialisation.
+# torch path reaches a KL within 1 % of the numba path's, from the same P and initialisation. One run
+# is not enough to tell: a 1e-9 relative nudge of the start moves either path's final KL by up to ~1 %
+# (numba 0.7431-0.7514, torch 0.7454-0.7508 over four starts), so the mean over three starts is compared.
 def test_digits_full_run_kl_matches_cpu_path(digits):
+    from turbotsne.initialization import pca
+
+    Y0 = pca(digits, 2, random_state=0)
+    starts = [Y0] + [Y0 * (1 + 1e-9 * np.random.default_rng(s).standard_normal(Y0.shape)) for s in (1, 2)]
     kl = {}
     for backend in ("numba", "torch"):
-        model = TSNE(negative_gradient_method="fft", neighbors="exact", random_state=0, n_jobs=2,
-                     backend=backend).fit(digits)
-        assert np.all(np.isfinite(model.embedding_)) and model.embedding_.dtype == np.float64
-        kl[backend] = model.kl_divergence_
+        kls = []
+        for Yi in starts:
+            model = TSNE(negative_gradient_method="fft", neighbors="exact", random_state=0, n_jobs=2,
+                         backend=backend, initialization=Yi).fit(digits)
+            assert np.all(np.isfinite(model.embedding_)) and model.embedding_.dtype == np.float64
+            kls.append(model.kl_divergence_)
+        kl[backend] = float(np.mean(kls))
     assert abs(kl["torch"] - kl["numba"]) <= 0.01 * kl["numba"], kl
 
 
