@@ -1,6 +1,8 @@
 """The attraction kernel as shipped (FASTMATH without reassociation: a scalar row loop)
 against the same loop compiled with reassociation (LLVM then vectorises it into gathers
-of the neighbours' coordinates), on MNIST's P.
+of the neighbours' coordinates), and the shipped loop reading the neighbours' positions
+from a float32 copy (what the approximate methods do from
+``gradients.FLOAT32_NEIGHBOURS_FROM_BYTES`` on, copy included), on MNIST's P.
 
     python bench/bench_attraction.py --data mnist70k --n-jobs 2
 
@@ -72,9 +74,18 @@ def main(argv=None):
         shipped = median_ms(lambda: attractive_forces(P.indptr, P.indices, P.data, Y, Y, 1.0, 1.0, out_a),
                             args.repeat)
         vector = median_ms(lambda: gathered(P.indptr, P.indices, P.data, Y, 1.0, 1.0, out_b), args.repeat)
-    err = float(np.abs(out_a - out_b).max() / np.abs(out_b).max())
+        err = float(np.abs(out_a - out_b).max() / np.abs(out_b).max())
+        y32 = np.empty(Y.shape, dtype=np.float32)
+
+        def low():
+            y32[...] = Y
+            attractive_forces(P.indptr, P.indices, P.data, Y, y32, 1.0, 1.0, out_b)
+
+        single = median_ms(low, args.repeat)
+    err32 = float(np.abs(out_a - out_b).max() / np.abs(out_a).max())
     print(f"{args.data}: n={len(Y)}, {P.nnz} entries, n_jobs={args.n_jobs}: shipped (scalar) {shipped:.2f} ms, "
-          f"reassociated (gathers) {vector:.2f} ms, ratio {vector / shipped:.2f}, max rel difference {err:.1e}")
+          f"reassociated (gathers) {vector:.2f} ms ({vector / shipped:.2f}x, max rel difference {err:.1e}), "
+          f"float32 neighbour positions {single:.2f} ms ({single / shipped:.2f}x, max rel difference {err32:.1e})")
 
 
 if __name__ == "__main__":

@@ -84,3 +84,39 @@ def test_auto_choice():
     assert resolve_auto(50_000, 3, reference=True) == "bh"  # the reference FFT has no near field
     assert resolve_auto(50_000, 2, reference=True) == "fft"
     assert resolve_auto(500, 5) == "exact"
+
+
+@pytest.mark.parametrize("method", ["fft", "bh", "exact"])
+def test_float32_neighbour_positions_above_the_size_threshold(method, monkeypatch):
+    """Past FLOAT32_NEIGHBOURS_FROM_BYTES the approximate backends' attraction reads the
+    neighbours' positions from a float32 copy (the exact method never does): the gradient
+    changes by exactly that attraction difference, a relative 1e-5 at most."""
+    import scipy.sparse as sp
+
+    import turbotsne.gradients as G
+    from turbotsne.gradients.attractive import attractive_forces
+
+    X, _ = make_clusters(n=600, n_features=2, seed=3)
+    Y = np.ascontiguousarray(X * 10.0)
+    rng = np.random.default_rng(0)
+    A = sp.random(600, 600, density=0.05, random_state=rng, format="csr")
+    P = ((A + A.T) / (A + A.T).sum()).tocsr()
+
+    def gradient():
+        out = np.empty_like(Y)
+        G.make_backend(method, P).gradient(Y, P, 1.0, 1.0, out)
+        return out
+
+    full = gradient()
+    monkeypatch.setattr(G, "FLOAT32_NEIGHBOURS_FROM_BYTES", 0)
+    low = gradient()
+    att64, att32 = np.empty_like(Y), np.empty_like(Y)
+    attractive_forces(P.indptr, P.indices, P.data, Y, Y, 1.0, 1.0, att64)
+    attractive_forces(P.indptr, P.indices, P.data, Y, Y.astype(np.float32), 1.0, 1.0, att32)
+    scale = np.abs(full).max()
+    if method == "exact":
+        np.testing.assert_array_equal(low, full)
+    else:
+        assert not np.array_equal(att32, att64)
+        np.testing.assert_allclose(low - full, att32 - att64, rtol=0, atol=1e-12 * scale)
+        assert np.abs(low - full).max() <= 1e-5 * scale
