@@ -2,23 +2,15 @@
 
     PYTHONPATH=src python bench/bench_fft_repulsion.py [n ...]
 """
+import os
 import sys
-import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import timed as best_of  # noqa: E402  (warm-up call, then (min, median) seconds)
 from turbotsne._config import thread_limit
 from turbotsne.gradients.fft import FFTRepulsion
-
-
-def best_of(fn, repeat):
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), float(np.median(times))
 
 
 def main(sizes=(10_000, 70_000), n_jobs=2, repeat=5):
@@ -40,7 +32,7 @@ def main(sizes=(10_000, 70_000), n_jobs=2, repeat=5):
 
             with thread_limit(n_jobs):
                 t_ours = best_of(ours, repeat)
-            grid = f._grid_key
+            grid = f._buffers_key  # (d, boxes per dimension) of the grid last used
             t_ot = None
             if _tsne is not None and d < 3:
                 g = np.zeros_like(Y)

@@ -11,11 +11,14 @@ openTSNE has no 3-D FFT and its BH in 3-D is not offered here).
 """
 import argparse
 import json
-import time
+import os
+import sys
 
 import numpy as np
 import scipy.sparse as sp
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import timed  # noqa: E402
 from turbotsne._config import thread_limit
 from turbotsne.gradients import make_backend
 
@@ -29,16 +32,6 @@ def data(n, d, extent, k=90, seed=0):
     P = P + P.T
     P = (P / P.sum()).tocsr()
     return np.ascontiguousarray(Y), P
-
-
-def timed(fn, repeat):
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts), float(np.median(ts))
 
 
 def main(argv=None):

@@ -156,6 +156,21 @@ def quality(X, Y, y, *, n_jobs=1, trust_sample=5000, seed=0):
     }
 
 
+def timed(fn, repeat):
+    """``(best, median)`` seconds of ``repeat`` calls of ``fn`` after one warm-up call."""
+    import time
+
+    import numpy as np
+
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts), float(np.median(ts))
+
+
 def run_worker(cmd, impl, env=None):
     """Run one benchmark worker process; return the record of its last JSON line, or None
     (after printing the tail of its stderr) if it failed or printed none."""
