@@ -115,10 +115,11 @@ def symmetrize(conditional, indices, n_samples=None, *, overwrite=False):
     the pairs whose mirror is absent into their target rows, scatter those into the tail of
     each output row, and merge each row's own entries in front of them in place. Beside the
     output only two bytes per kNN entry are allocated (each pair's mirror position; the
-    transposed copy of P this replaces took 12 bytes per entry: ~1 KB per point at k = 90). With ``overwrite`` the rows of
-    ``conditional`` / ``indices`` are sorted in place (and ``indices`` may come back as a
-    converted copy); otherwise they are copied first. A row may not list the same
-    neighbour twice (no index does).
+    transposed copy of P this replaces took 12 bytes per entry: ~1 KB per point at k = 90).
+    With ``overwrite`` the rows of ``conditional`` / ``indices`` are sorted in place when they
+    already have the working dtypes (float64, and int32 below 2^30 entries); otherwise, and
+    without ``overwrite``, working copies are made. A row may not list the same neighbour
+    twice (no index does).
     """
     n, k = conditional.shape
     n_samples = n if n_samples is None else n_samples
