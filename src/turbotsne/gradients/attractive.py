@@ -25,21 +25,50 @@ FORCE_FASTMATH = FASTMATH - {"reassoc"}
 
 
 @numba.njit(fastmath=FORCE_FASTMATH, cache=True, inline="always")
+def _pair_2d(x0, x1, R, j, p, inv_dof):
+    t0 = x0 - R[j, 0]
+    t1 = x1 - R[j, 1]
+    c = p / (1.0 + (t0 * t0 + t1 * t1) * inv_dof)
+    return c * t0, c * t1
+
+
+@numba.njit(fastmath=FORCE_FASTMATH, cache=True, inline="always")
 def _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
-    # the hot case (2-D): scalar accumulators, no branch in the loop
+    # the hot case (2-D): scalar accumulators, no branch in the loop; two interleaved sums
+    # (even and odd entries of the row, added at the end: a fixed order, so still independent
+    # of the threads) halve the dependency chain of the additions: 10.8 -> 9.5 ms per call at
+    # MNIST-70k on 2 cores (``python bench/bench_attraction.py --data mnist70k``)
     x0 = Y[i, 0]
     x1 = Y[i, 1]
     a0 = 0.0
     a1 = 0.0
-    for jj in range(indptr[i], indptr[i + 1]):
-        j = indices[jj]
-        t0 = x0 - R[j, 0]
-        t1 = x1 - R[j, 1]
-        c = data[jj] / (1.0 + (t0 * t0 + t1 * t1) * inv_dof)
-        a0 += c * t0
-        a1 += c * t1
-    out[i, 0] = exaggeration * a0
-    out[i, 1] = exaggeration * a1
+    b0 = 0.0
+    b1 = 0.0
+    start = indptr[i]
+    stop = indptr[i + 1]
+    pairs = start + (stop - start) // 2 * 2
+    for jj in range(start, pairs, 2):
+        f0, f1 = _pair_2d(x0, x1, R, indices[jj], data[jj], inv_dof)
+        g0, g1 = _pair_2d(x0, x1, R, indices[jj + 1], data[jj + 1], inv_dof)
+        a0 += f0
+        a1 += f1
+        b0 += g0
+        b1 += g1
+    if pairs < stop:
+        f0, f1 = _pair_2d(x0, x1, R, indices[pairs], data[pairs], inv_dof)
+        a0 += f0
+        a1 += f1
+    out[i, 0] = exaggeration * (a0 + b0)
+    out[i, 1] = exaggeration * (a1 + b1)
+
+
+@numba.njit(fastmath=FORCE_FASTMATH, cache=True, inline="always")
+def _pair_3d(x0, x1, x2, R, j, p, inv_dof):
+    t0 = x0 - R[j, 0]
+    t1 = x1 - R[j, 1]
+    t2 = x2 - R[j, 2]
+    c = p / (1.0 + (t0 * t0 + t1 * t1 + t2 * t2) * inv_dof)
+    return c * t0, c * t1, c * t2
 
 
 @numba.njit(fastmath=FORCE_FASTMATH, cache=True, inline="always")
@@ -52,18 +81,29 @@ def _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
     a0 = 0.0
     a1 = 0.0
     a2 = 0.0
-    for jj in range(indptr[i], indptr[i + 1]):
-        j = indices[jj]
-        t0 = x0 - R[j, 0]
-        t1 = x1 - R[j, 1]
-        t2 = x2 - R[j, 2]
-        c = data[jj] / (1.0 + (t0 * t0 + t1 * t1 + t2 * t2) * inv_dof)
-        a0 += c * t0
-        a1 += c * t1
-        a2 += c * t2
-    out[i, 0] = exaggeration * a0
-    out[i, 1] = exaggeration * a1
-    out[i, 2] = exaggeration * a2
+    b0 = 0.0
+    b1 = 0.0
+    b2 = 0.0
+    start = indptr[i]
+    stop = indptr[i + 1]
+    pairs = start + (stop - start) // 2 * 2
+    for jj in range(start, pairs, 2):
+        f0, f1, f2 = _pair_3d(x0, x1, x2, R, indices[jj], data[jj], inv_dof)
+        g0, g1, g2 = _pair_3d(x0, x1, x2, R, indices[jj + 1], data[jj + 1], inv_dof)
+        a0 += f0
+        a1 += f1
+        a2 += f2
+        b0 += g0
+        b1 += g1
+        b2 += g2
+    if pairs < stop:
+        f0, f1, f2 = _pair_3d(x0, x1, x2, R, indices[pairs], data[pairs], inv_dof)
+        a0 += f0
+        a1 += f1
+        a2 += f2
+    out[i, 0] = exaggeration * (a0 + b0)
+    out[i, 1] = exaggeration * (a1 + b1)
+    out[i, 2] = exaggeration * (a2 + b2)
 
 
 @numba.njit(parallel=True, fastmath=FORCE_FASTMATH, cache=True)
