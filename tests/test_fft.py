@@ -364,10 +364,16 @@ def test_3d_fit_with_split_matches_barnes_hut(monkeypatch):
 
 @pytest.mark.parametrize("d", [1, 2, 3])
 @pytest.mark.parametrize("dof", [0.5, 1.0, 100.0])
-def test_near_field_matches_dense_sum(d, dof):
-    # the direct part K - P of the split, against a dense NumPy sum over all pairs
+@pytest.mark.parametrize("batch", [None, 37])
+def test_near_field_matches_dense_sum(monkeypatch, d, dof, batch):
+    # the direct part K - P of the split, against a dense NumPy sum over all pairs; with a
+    # 37-point buffer every cell sweeps its neighbourhood in many batches, some of them
+    # ending inside a run
+    import turbotsne.gradients.fft as fft_module
     from turbotsne.gradients.fft import _far_coefficients
 
+    if batch is not None:
+        monkeypatch.setattr(fft_module, "NEAR_FIELD_BATCH", batch)
     Y = blobs(700, d, 12.0, seed=40 + d)
     lo = Y.min(axis=0)
     extent = float(np.ptp(Y, axis=0).max())

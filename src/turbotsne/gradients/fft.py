@@ -69,9 +69,10 @@ box width each kernel is replaced by its quadratic Taylor polynomial in ``r^2``
 about ``r_c^2``, a smooth far part (equal to the kernel beyond ``r_c``, C^2 there)
 that interpolates well on the coarse grid; the remainder ``K - P`` (>= 0, zero
 beyond ``r_c``) is summed directly over the pairs in neighbouring cells
-(:func:`_near_field`: cells of side ``r_c / 2``, coordinates copied in cell order,
-so each point streams ``5^(d-1)`` contiguous runs in a vectorised loop; parallel
-over cells, each point owning its row). Measured on 3-D MNIST-70k embeddings
+(:func:`_near_field`: cells of side ``r_c / 2``, coordinates copied in cell order;
+the ``5^(d-1)`` contiguous runs around a cell are copied into one buffer, which each
+of its points sweeps in one vectorised loop; parallel over cells, each point owning
+its row). Measured on 3-D MNIST-70k embeddings
 (``turbotsne.TSNE(n_components=3)``, 150 and 200 iterations after early
 exaggeration: extents 88 and 122, 25 boxes of 3.5 and 4.9 units), force error
 against the exact sum on 2,000 points / ms per call on 2 cores: ``r_c`` = 1 box:
@@ -79,7 +80,9 @@ against the exact sum on 2,000 points / ms per call on 2 cores: ``r_c`` = 1 box:
 1.6e-4 / 184, 1.2e-4 / 200 (the near field before it streamed cell runs, at 2
 boxes: 1,101 ms of a 1,171 ms call). One box matches the 2-D defaults' accuracy
 (~2e-3); a larger cap (2^23, 2^24 nodes) only moves time from the near field to
-the FFTs (171 and 437 ms at 1 box).
+the FFTs (171 and 437 ms at 1 box). (These figures predate the near field's per-cell
+buffer, which took it from 70 to 26 ms per call on a 3-D MNIST-70k embedding of extent
+185: ``python bench/profile_gradient.py --data mnist70k --n-components 3``.)
 
 Only boxes wider than :data:`MAX_COARSENING` x ``ints_in_interval`` (3-D: extent
 > ~1600, 2-D: > ~86000, i.e. points that shot off) raise a ``ValueError`` that
@@ -138,6 +141,8 @@ NEAR_FIELD_RADIUS = 1.0
 #: the near field's cells are ``1 / NEAR_FIELD_CELLS`` of its radius wide (each point scans
 #: ``(2 NEAR_FIELD_CELLS + 1)^d`` cells: 125 in 3-D, 15.6 r_c^3 instead of 27 r_c^3)
 NEAR_FIELD_CELLS = 2
+#: points per batch of the near field's per-thread coordinate buffer (24 bytes each)
+NEAR_FIELD_BATCH = 4096
 #: cells per chunk of the near field's dynamic schedule (clusters make cells uneven)
 NEAR_FIELD_CHUNK = 16
 #: FFTReferenceRepulsion's grid extends this fraction of its extent beyond the points on every side
@@ -348,8 +353,8 @@ def _cells(Y, lo, inv_c, n_cells, cell):
 
 @numba.njit(parallel=True, cache=True)
 def _cell_sorted(Y, order, lo, ys):
-    """``ys[k, ii] = Y[order[ii], k] - lo[k]``: the points' coordinates in cell order, one
-    contiguous row per dimension (the near-field loops then stream them)."""
+    """``ys[k, ii] = Y[order[ii], k] - lo[k]`` for ``k < d``: the points' coordinates in
+    cell order, one contiguous row per dimension (the near-field loops then stream them)."""
     n, d = Y.shape
     for ii in numba.prange(n):
         i = order[ii]
@@ -377,29 +382,42 @@ def _near_terms(s, dof, unit, s_cut, c0, c1, c2, c3, c4, c5):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _near_field(ys, order, start, n_cells, reach, dof, s_cut, coef, out, row_z, acc_sorted):
+def _near_field(ys, order, start, n_cells, reach, dof, s_cut, coef, out, row_z, acc_sorted, bufs):
     """Adds the near-field part ``K - P`` (nonzero below ``d2 = s_cut`` only) directly:
     ``out[i] += sum_j (K2 - P2)(y_i - y_j) (y_i - y_j)``, ``row_z[i] = sum_{j != i} (K1 - P1)``.
 
     ``ys`` holds the coordinates in cell order (cells at least ``sqrt(s_cut) / reach``
     wide, ``start`` their ranges). The points of a cell scan the ``(2 reach + 1)^d``
     cells around it; the cells of one row along the last axis are consecutive in that
-    order, so that is ``(2 reach + 1)^(d-1)`` contiguous runs of ``ys``, each a loop
-    without branches (pairs beyond the cut are masked) that the compiler vectorises.
-    The point itself adds nothing to the force (zero offset) and ``K1(0) - P1(0)`` to
-    ``row_z``, subtracted at the end. Parallel over cells; each point writes its own
-    row, in a fixed order.
+    order, so that is ``(2 reach + 1)^(d-1)`` contiguous runs of ``ys``, which has three
+    rows whatever ``d`` (rows ``d`` on are zero: one loop serves every ``d``). Once per cell,
+    the runs are copied into the thread's buffer (``bufs[thread]``, ``(3, B)``), and
+    every point of the cell sweeps the buffer in one branch-free loop that the compiler
+    vectorises (pairs beyond the cut are masked); runs holding more than ``B`` points
+    are swept in batches of ``B``. (Sweeping the ~25 runs one by one, as before, paid a
+    vector epilogue and a horizontal reduction per run: 70 -> 25 ms per call on a 3-D
+    MNIST-70k embedding. The sweep stays in this loop body and is written once, for three
+    coordinates: compiled as a function of its own, or with a second loop for ``d < 3``
+    beside it, the same loop was not vectorised, 4-16x slower.) The point itself adds nothing to the
+    force (zero offset) and ``K1(0) - P1(0)`` to ``row_z``, subtracted at the end.
+    Parallel over cells; each point writes its own row; the order of every sum depends
+    on the cells and ``B`` only, not on the thread count.
     """
-    d, n = ys.shape
+    n = ys.shape[1]
+    d = out.shape[1]
     unit = dof == 1.0
     c0, c1, c2, c3, c4, c5 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
     self_z = 1.0 - (c0 - s_cut * (c1 - s_cut * c2))
     width = 2 * reach + 1
     n_rows = width ** (d - 1)
     n_total = n_cells ** d
+    batch = bufs.shape[2]
     for cell in numba.prange(n_total):
-        if start[cell] == start[cell + 1]:
+        lo = start[cell]
+        hi = start[cell + 1]
+        if lo == hi:
             continue
+        buf = bufs[numba.get_thread_id()]
         digit = np.empty(3, dtype=np.int64)
         rest = cell
         for k in range(d - 1, -1, -1):
@@ -425,47 +443,54 @@ def _near_field(ys, order, start, n_cells, reach, dof, s_cut, coef, out, row_z, 
                 run_lo[n_runs] = start[row * n_cells + last_lo]
                 run_hi[n_runs] = start[row * n_cells + last_hi + 1]
                 n_runs += 1
-        for ii in range(start[cell], start[cell + 1]):
-            x0 = ys[0, ii]
-            x1 = ys[1, ii] if d > 1 else 0.0
-            x2 = ys[2, ii] if d > 2 else 0.0
-            a0 = 0.0
-            a1 = 0.0
-            a2 = 0.0
-            zi = 0.0
-            for r in range(n_runs):
-                if d == 3:
-                    for jj in range(run_lo[r], run_hi[r]):
-                        t0 = x0 - ys[0, jj]
-                        t1 = x1 - ys[1, jj]
-                        t2 = x2 - ys[2, jj]
-                        f, g = _near_terms(t0 * t0 + t1 * t1 + t2 * t2, dof, unit, s_cut,
-                                           c0, c1, c2, c3, c4, c5)
-                        zi += g
-                        a0 += f * t0
-                        a1 += f * t1
-                        a2 += f * t2
-                elif d == 2:
-                    for jj in range(run_lo[r], run_hi[r]):
-                        t0 = x0 - ys[0, jj]
-                        t1 = x1 - ys[1, jj]
-                        f, g = _near_terms(t0 * t0 + t1 * t1, dof, unit, s_cut,
-                                           c0, c1, c2, c3, c4, c5)
-                        zi += g
-                        a0 += f * t0
-                        a1 += f * t1
-                else:
-                    for jj in range(run_lo[r], run_hi[r]):
-                        t0 = x0 - ys[0, jj]
-                        f, g = _near_terms(t0 * t0, dof, unit, s_cut, c0, c1, c2, c3, c4, c5)
-                        zi += g
-                        a0 += f * t0
-            acc_sorted[ii, 0] = a0
-            if d > 1:
-                acc_sorted[ii, 1] = a1
-            if d > 2:
-                acc_sorted[ii, 2] = a2
-            row_z[ii] = zi - self_z
+        for ii in range(lo, hi):
+            for k in range(d):
+                acc_sorted[ii, k] = 0.0
+            row_z[ii] = -self_z
+        r = 0
+        jj = run_lo[0] if n_runs > 0 else 0
+        while r < n_runs:
+            # fill the buffer with up to ``batch`` points of the runs, from run r, point jj on
+            n_buf = 0
+            while r < n_runs and n_buf < batch:
+                take = min(run_hi[r] - jj, batch - n_buf)
+                for q in range(take):
+                    buf[0, n_buf + q] = ys[0, jj + q]
+                    buf[1, n_buf + q] = ys[1, jj + q]
+                    buf[2, n_buf + q] = ys[2, jj + q]
+                n_buf += take
+                jj += take
+                if jj == run_hi[r]:
+                    r += 1
+                    if r < n_runs:
+                        jj = run_lo[r]
+            b0 = buf[0, :n_buf]
+            b1 = buf[1, :n_buf]
+            b2 = buf[2, :n_buf]
+            for ii in range(lo, hi):
+                x0 = ys[0, ii]
+                x1 = ys[1, ii]
+                x2 = ys[2, ii]
+                a0 = 0.0
+                a1 = 0.0
+                a2 = 0.0
+                zi = 0.0
+                for q in range(n_buf):
+                    t0 = x0 - b0[q]
+                    t1 = x1 - b1[q]
+                    t2 = x2 - b2[q]
+                    f, g = _near_terms(t0 * t0 + t1 * t1 + t2 * t2, dof, unit, s_cut,
+                                       c0, c1, c2, c3, c4, c5)
+                    zi += g
+                    a0 += f * t0
+                    a1 += f * t1
+                    a2 += f * t2
+                acc_sorted[ii, 0] += a0
+                if d > 1:
+                    acc_sorted[ii, 1] += a1
+                if d > 2:
+                    acc_sorted[ii, 2] += a2
+                row_z[ii] += zi
     # into the points' own order in a pass of its own (as in _gather)
     for ii in numba.prange(n):
         i = order[ii]
@@ -1005,6 +1030,13 @@ class FFTRepulsion(_FFTBase):
         p1_0 = coef[0] - s_cut * (coef[1] - s_cut * coef[2])
         return float(z_total - n * p1_0 + z_near)
 
+    def _near_buffers(self):
+        """One ``(3, NEAR_FIELD_BATCH)`` coordinate buffer per numba thread (kept)."""
+        shape = (numba.config.NUMBA_NUM_THREADS, 3, NEAR_FIELD_BATCH)
+        if getattr(self, "_near_bufs", None) is None or self._near_bufs.shape != shape:
+            self._near_bufs = np.empty(shape)
+        return self._near_bufs
+
     def _near(self, Y, lo, extent, dof, s_cut, coef, out):
         """Adds the near-field forces to ``out``; returns the near-field part of ``Z``."""
         n, d = Y.shape
@@ -1016,16 +1048,17 @@ class FFTRepulsion(_FFTBase):
             self._cell = np.empty(n, dtype=np.int64)
             self._cell_order = np.empty(n, dtype=np.int64)
             self._cell_start = np.empty(n_cells ** d + 1, dtype=np.int64)
-            self._cell_ys = np.empty((d, n))
+            self._cell_ys = np.zeros((3, n))  # rows d.. stay zero (see _near_field)
             self._near_acc = np.empty((n, d))
             self._row_z = np.empty(n)
             self._near_key = key
         _cells(Y, lo, n_cells / extent, n_cells, self._cell)
         _sort_by_box(self._cell, n_cells ** d, self._cell_start, self._cell_order)
         _cell_sorted(Y, self._cell_order, lo, self._cell_ys)
+        bufs = self._near_buffers()
         with numba.parallel_chunksize(NEAR_FIELD_CHUNK):
             _near_field(self._cell_ys, self._cell_order, self._cell_start, n_cells, reach, dof,
-                        s_cut, coef, out, self._row_z, self._near_acc)
+                        s_cut, coef, out, self._row_z, self._near_acc, bufs)
         return float(self._row_z.sum())
 
 
