@@ -951,7 +951,14 @@ class HNSW(_ApproxIndex):
     (PCA-50) that measured recall 0.9968 in 2.6 s of querying, against 0.9988
     in 3.6 s at ``2 k`` (openTSNE's Annoy: 0.9899; ``bench/bench_knn.py``).
     ``ef_construction=64`` (hnswlib's examples use 100-200): graph 2.4 -> 1.6 s
-    at recall 0.9967 -> 0.9951 (ad hoc timing, same data).
+    at recall 0.9967 -> 0.9951 (ad hoc timing, same data). ``M=12`` (hnswlib's
+    default is 16): the whole k = 90 graph of MNIST-70k in 5.0 instead of 5.4 s (means
+    of two alternating runs each, 4.46 / 5.49 against 5.18 / 5.62 s) at recall 0.994
+    instead of 0.995 (``python bench/bench_knn.py --data ../shared/data/mnist70k.npz
+    --n 70000 --pca 50 --n-jobs 2 --no-opentsne --indexes hnsw:M=12 hnsw:M=16
+    hnsw:M=12 hnsw:M=16``, AMD EPYC Zen 4); at 250k (the synthetic set of
+    ``bench/common.py``) 19.2 instead of 20.4 s at recall 0.9964 against 0.9963 (one ad
+    hoc run each); the index holds 8 fewer links per point.
     """
 
     #: default search breadth beyond k
@@ -961,7 +968,7 @@ class HNSW(_ApproxIndex):
     _METRICS = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "cosine", "correlation": "cosine"}
 
     def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
-                 M=16, ef_construction=64, ef=None):
+                 M=12, ef_construction=64, ef=None):
         super().__init__(metric, metric_params, n_jobs, random_state)
         self.M = M
         self.ef_construction = ef_construction
