@@ -1,11 +1,11 @@
 """Perplexity affinities on a torch device.
 
-The bisection is scikit-learn's (and :func:`turbotsne.affinity.conditional_probabilities`'s):
-per row, shift the squared distances by the row's smallest, start at beta = 1,
-double / halve until bracketed, then bisect, until the entropy is within 1e-5
-nats of ``log(perplexity)`` or 100 steps. Here it runs for all rows at once
-(one tensor per step, converged rows frozen), in float64, so P equals the CPU
-path's to rounding. Symmetrisation builds ``P + P^T`` as a sparse COO tensor
+The precision search is :func:`turbotsne.affinity._perplexity_search`'s: per row,
+shift the squared distances by the row's smallest, start at ``beta = 1 / mean``,
+take safeguarded Newton steps in ``log(beta)`` until the entropy is within 1e-5 nats
+of ``log(perplexity)`` or 100 steps. Here it runs for all rows at once (one tensor
+per step, converged rows frozen), in float64, so P equals the CPU path's to rounding.
+Symmetrisation builds ``P + P^T`` as a sparse COO tensor
 and coalesces it on the device; the result is handed back as the SciPy CSR
 matrix the rest of the library holds (sorted indices, zeros dropped, sum 1).
 """
@@ -20,7 +20,7 @@ import torch
 _EPSILON_DBL = 1e-8
 _TOLERANCE = 1e-5
 _MAX_ITER = 100
-#: how often (steps) the bisection checks whether every row has converged (a device sync)
+#: how often (steps) the search checks whether every row has converged (a device sync)
 _CHECK_EVERY = 8
 
 
@@ -40,23 +40,32 @@ def conditional_probabilities(sq_distances, perplexity, device, *, skip_self=Fal
     shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
     D = D - shift[:, None]
     target = math.log(perplexity)
-    beta = torch.ones(n, dtype=torch.float64, device=D.device)
-    lo = torch.full_like(beta, -math.inf)
+    masked = (lambda t: t) if valid is None else (lambda t: torch.where(valid, t, 0.0))
+    count = torch.full_like(shift, k) if valid is None else valid.sum(dim=1).to(torch.float64)
+    total = masked(D).sum(dim=1)
+    beta = torch.where(total > 0, count / torch.where(total > 0, total, 1.0), 1.0)
+    lo = torch.zeros_like(beta)
     hi = torch.full_like(beta, math.inf)
+    previous = torch.full_like(beta, math.inf)
     done = torch.zeros(n, dtype=torch.bool, device=D.device)
     for step in range(_MAX_ITER):
         P, s = _kernel(D, beta)
-        weighted = D * P if valid is None else torch.where(valid, D * P, 0.0)
-        entropy = torch.log(s) + beta * weighted.sum(dim=1)
-        diff = entropy - target
+        sd = masked(D * P).sum(dim=1)
+        sd2 = masked(D * D * P).sum(dim=1)
+        diff = torch.log(s) + beta * sd - target
         done |= torch.abs(diff) <= _TOLERANCE
-        up = ~done & (diff > 0)
-        down = ~done & ~(diff > 0)
-        lo = torch.where(up, beta, lo)
-        hi = torch.where(down, beta, hi)
-        raised = torch.where(torch.isinf(hi), beta * 2.0, (beta + hi) / 2.0)
-        lowered = torch.where(torch.isinf(lo), beta / 2.0, (beta + lo) / 2.0)
-        beta = torch.where(up, raised, torch.where(down, lowered, beta))
+        active = ~done
+        lo = torch.where(active & (diff > 0), beta, lo)
+        hi = torch.where(active & ~(diff > 0), beta, hi)
+        slope = -beta * beta * (sd2 - sd * sd)
+        newton = (slope < 0) & (torch.abs(diff) < 0.5 * previous)
+        previous = torch.where(active, torch.abs(diff), previous)
+        ratio = torch.clamp(-diff / torch.where(newton, slope, -1.0), -5.0, 5.0)
+        candidate = torch.where(newton, beta * torch.exp(ratio), -1.0)
+        fallback = torch.where(torch.isinf(hi), beta * 2.0,
+                               torch.where(lo == 0, beta / 2.0, torch.sqrt(lo * hi)))
+        stepped = torch.where((candidate > lo) & (candidate < hi), candidate, fallback)
+        beta = torch.where(active, stepped, beta)
         if step % _CHECK_EVERY == _CHECK_EVERY - 1 and bool(done.all()):
             break
     P, _ = _kernel(D, beta)
