@@ -446,7 +446,7 @@ class PerplexityBasedNN(_NeighborAffinities):
     ``metric``, ``metric_params``, ``n_jobs``, ``random_state``,
     ``k_neighbors`` ("auto" = 3 * perplexity) and ``knn_index`` (reuse a built index).
     Keyword-only ``device`` / ``backend`` (see :mod:`turbotsne.gpu`): on a torch
-    engine the perplexity bisection and the symmetrisation run on that device
+    engine the perplexity search and the symmetrisation run on that device
     (the neighbour index is still the one ``method`` names).
     """
 
@@ -532,7 +532,7 @@ class Uniform(_NeighborAffinities):
 
 class MultiscaleMixture(_NeighborAffinities):
     """Gaussian-mixture kernel (Lee et al. 2015): per point, one precision per perplexity
-    (each found by bisection), ``p_{j|i} ∝ sum_h exp(-beta_h d_ij^2)``, on
+    (each found by the perplexity search), ``p_{j|i} ∝ sum_h exp(-beta_h d_ij^2)``, on
     ``3 * max(perplexities)`` neighbours."""
 
     def __init__(self, data, perplexities, method="auto", metric="euclidean", metric_params=None,
@@ -601,7 +601,7 @@ class PerplexityBasedDense(Affinities):
     the stored reference data (``3 * perplexity`` neighbours, as the sparse path).
     With ``metric="precomputed"``, ``data`` is a dense square distance matrix.
     On a torch engine (keyword-only ``device`` / ``backend``) the distances
-    (euclidean, sqeuclidean, cosine) and the bisection run on that device.
+    (euclidean, sqeuclidean, cosine) and the perplexity search run on that device.
     """
 
     def __init__(self, data, perplexity=30, metric="euclidean", metric_params=None, n_jobs=1, *,

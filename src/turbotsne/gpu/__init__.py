@@ -14,7 +14,7 @@ PyTorch is the optional ``gpu`` extra (``pip install "turbotsne[gpu]"``); it is
 imported only when a torch engine is asked for, never at ``import turbotsne``.
 
 On a torch engine: exact kNN by tiled brute force (:mod:`.neighbors`), the
-perplexity bisection vectorised over all points and P symmetrised as a sparse
+perplexity search vectorised over all points and P symmetrised as a sparse
 tensor (:mod:`.affinity`), PCA initialisation (:mod:`.initialization`), the
 optimiser's step (:mod:`.optimizer`) and the exact and FFT-interpolation
 gradients (:mod:`.gradients`) run on the device in float32. The embedding
