@@ -694,7 +694,11 @@ def split_caps(n_points):
     (2 cores, extents 120-170): 3,000 points: 51 ms under 2^22 nodes, 6 ms under
     2^16-2^17; 10,000: 57 ms under 2^22, 15 ms under 2^18-2^19; 70,000: 113 ms under
     2^22, 107 ms under 2^21. A coarser grid is also *more* accurate here (its near
-    field, summed exactly, is wider): 2.1e-3 -> 3.8e-4 at 3,000 points.
+    field, summed exactly, is wider): 2.1e-3 -> 3.8e-4 at 3,000 points. Re-measured at
+    70,000 points (extent 185) after the near field's per-cell buffer (``python
+    bench/bench_split_3d.py --data mnist70k``, two runs): 16-48 nodes per point all take
+    58-70 ms per call (within the runs' noise), 64 take 77-81 ms; force error 1.1e-3 at
+    16, 1.5e-3 at 32, 1.9e-3 at 64. A near field of 1.5 boxes: 2e-4, at 80-94 ms.
     """
     caps = dict(MAX_GRID_NODES)
     caps[3] = int(min(MAX_GRID_NODES[3], max(SPLIT_MIN_NODES, SPLIT_NODES_PER_POINT * n_points)))
