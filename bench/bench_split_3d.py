@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import profile_gradient  # noqa: E402
 
-SETTINGS = [(32, 1.0), (16, 1.0), (24, 1.0), (48, 1.0), (64, 1.0), (16, 1.5), (32, 1.5)]
+SETTINGS = [(32, 1.0), (8, 1.0), (12, 1.0), (16, 1.0), (24, 1.0), (48, 1.0), (64, 1.0), (16, 1.5), (32, 1.5)]
 
 
 def exact_normalised(Y, sample, n_jobs):

@@ -392,8 +392,11 @@ def test_near_field_matches_dense_sum(monkeypatch, d, dof, batch):
     f = np.where(inside, k2 - (coef[3] + u * (coef[4] + u * coef[5])), 0.0)
     g = np.where(inside, k1 - (coef[0] + u * (coef[1] + u * coef[2])), 0.0)
     assert inside.sum() > 20 * len(Y)  # the cells hold many pairs within the cut
-    np.testing.assert_allclose(out - 1.0, np.einsum("ij,ijk->ik", f, diff), rtol=1e-9, atol=1e-12)
-    assert z == pytest.approx(g.sum(), rel=1e-9)
+    # the pair terms are single precision (measured: <= 5e-6 of the largest force, Z to 4e-7),
+    # far below the split's interpolation error (~1e-3)
+    expected = np.einsum("ij,ijk->ik", f, diff)
+    assert np.abs(out - 1.0 - expected).max() <= 2e-5 * np.abs(expected).max()
+    assert z == pytest.approx(g.sum(), rel=1e-5)
 
 
 @pytest.mark.parametrize("d", [1, 2])

@@ -17,8 +17,8 @@ any ``dof`` (FIt-SNE's ``dof = 1`` trick with charges ``[1, y, |y|^2]`` needs
 
 Precision: node grids, the K2 spectrum and the charge FFTs are single precision
 (complex64), which halves the FFT time; the interpolation error (>= 1e-4 in
-the tests) dominates the float32 rounding. Weights, the K1 spectrum, the
-Parseval sum and the final ``r`` stay float64.
+the tests) dominates the float32 rounding; so are the near field's pair terms (below).
+Weights, the K1 spectrum, the Parseval sum and the final ``r`` stay float64.
 
 Grid (openTSNE semantics): the cube ``[lo_k, lo_k + extent]`` per dimension
 (``extent`` = the largest side of the bounding box of ``Y``) is covered by
@@ -60,7 +60,7 @@ weights) gives only ~7e-3, cubic B-splines ~1.5e-3 at 16/9 the weights
 The node spacing sets the accuracy; the 3-D rule keeps the 2-D resolution while the
 zero-padded grid ``(2M)^d`` fits :data:`MAX_GRID_NODES` (2^26 in 1-D and 2-D, 2^22 ~ 161^3
 in 3-D: ~0.1 GB): 2-D extents up to ~1350, 3-D up to ~25 units. :class:`FFTRepulsion`
-caps a 3-D grid lower, at 32 nodes per point (:func:`split_caps`): 3-D t-SNE with more
+caps a 3-D grid lower, at 16 nodes per point (:func:`split_caps`): 3-D t-SNE with more
 than a few thousand points always ends on a capped grid.
 
 Wider embeddings (3-D t-SNE reaches 100-200 units) get the largest grid under the
@@ -131,7 +131,7 @@ from .exact import exact_reference_repulsion
 MAX_GRID_NODES = {1: 2 ** 26, 2: 2 ** 26, 3: 2 ** 22}
 #: :class:`FFTRepulsion` caps the padded 3-D grid at this many nodes per point (see
 #: :func:`split_caps`), but not below ``SPLIT_MIN_NODES`` nor above ``MAX_GRID_NODES[3]``.
-SPLIT_NODES_PER_POINT = 32
+SPLIT_NODES_PER_POINT = 16
 SPLIT_MIN_NODES = 2 ** 15
 #: when the grid is capped, boxes may be at most this many times ``ints_in_interval``
 #: wide; a wider embedding raises (points that shot off).
@@ -367,21 +367,22 @@ def _cell_sorted(Y, order, lo, ys):
 
 
 @numba.njit(fastmath=FASTMATH, cache=True, inline="always")
-def _near_terms(s, dof, unit, s_cut, c0, c1, c2, c3, c4, c5):
-    """``(K2 - P2, K1 - P1)`` at squared distance ``s``, zero from ``s_cut`` on."""
+def _near_terms(s, one, dof, unit, s_cut, c0, c1, c2, c3, c4, c5):
+    """``(K2 - P2, K1 - P1)`` at squared distance ``s``, zero from ``s_cut`` on, in the
+    precision of ``s`` and ``one`` (every constant comes in that precision)."""
     if unit:
-        w = 1.0 / (1.0 + s)
+        w = one / (one + s)
         k2 = w * w
     else:
-        q = 1.0 + s / dof
+        q = one + s / dof
         w = q ** (-dof)
         k2 = w / q
     u = s - s_cut
     f = k2 - (c3 + u * (c4 + u * c5))
     g = w - (c0 + u * (c1 + u * c2))
     if s >= s_cut:
-        f = 0.0
-        g = 0.0
+        f = one - one
+        g = one - one
     return f, g
 
 
@@ -405,13 +406,22 @@ def _near_field(ys, order, start, n_cells, reach, dof, s_cut, coef, out, row_z, 
     beside it, the same loop was not vectorised, 4-16x slower.) The point itself adds nothing to the
     force (zero offset) and ``K1(0) - P1(0)`` to ``row_z``, subtracted at the end.
     Parallel over cells; each point writes its own row; the order of every sum depends
-    on the cells and ``B`` only, not on the thread count.
+    on the cells and ``B`` only, not on the thread count. The coordinates, buffers and
+    pair terms are single precision (per point a float32 sum over at most ``B`` pairs,
+    added to float64): twice the lanes per vector, 26 -> 16 ms per call on that
+    embedding, the terms within ~5e-6 of the largest force (test against a float64 dense
+    sum), far below the split's ~1e-3 interpolation error.
     """
     n = ys.shape[1]
     d = out.shape[1]
     unit = dof == 1.0
-    c0, c1, c2, c3, c4, c5 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
-    self_z = 1.0 - (c0 - s_cut * (c1 - s_cut * c2))
+    self_z = 1.0 - (coef[0] - s_cut * (coef[1] - s_cut * coef[2]))
+    # the pair terms in single precision, like ys and the buffers (16 lanes per vector)
+    one = np.float32(1.0)
+    c0, c1, c2, c3, c4, c5 = (np.float32(coef[0]), np.float32(coef[1]), np.float32(coef[2]),
+                              np.float32(coef[3]), np.float32(coef[4]), np.float32(coef[5]))
+    dof_r = np.float32(dof)
+    s_cut_r = np.float32(s_cut)
     width = 2 * reach + 1
     n_rows = width ** (d - 1)
     n_total = n_cells ** d
@@ -475,15 +485,15 @@ def _near_field(ys, order, start, n_cells, reach, dof, s_cut, coef, out, row_z, 
                 x0 = ys[0, ii]
                 x1 = ys[1, ii]
                 x2 = ys[2, ii]
-                a0 = 0.0
-                a1 = 0.0
-                a2 = 0.0
-                zi = 0.0
+                a0 = one - one
+                a1 = one - one
+                a2 = one - one
+                zi = one - one
                 for q in range(n_buf):
                     t0 = x0 - b0[q]
                     t1 = x1 - b1[q]
                     t2 = x2 - b2[q]
-                    f, g = _near_terms(t0 * t0 + t1 * t1 + t2 * t2, dof, unit, s_cut,
+                    f, g = _near_terms(t0 * t0 + t1 * t1 + t2 * t2, one, dof_r, unit, s_cut_r,
                                        c0, c1, c2, c3, c4, c5)
                     zi += g
                     a0 += f * t0
@@ -695,10 +705,11 @@ def split_caps(n_points):
     2^16-2^17; 10,000: 57 ms under 2^22, 15 ms under 2^18-2^19; 70,000: 113 ms under
     2^22, 107 ms under 2^21. A coarser grid is also *more* accurate here (its near
     field, summed exactly, is wider): 2.1e-3 -> 3.8e-4 at 3,000 points. Re-measured at
-    70,000 points (extent 185) after the near field's per-cell buffer (``python
-    bench/bench_split_3d.py --data mnist70k``, two runs): 16-48 nodes per point all take
-    58-70 ms per call (within the runs' noise), 64 take 77-81 ms; force error 1.1e-3 at
-    16, 1.5e-3 at 32, 1.9e-3 at 64. A near field of 1.5 boxes: 2e-4, at 80-94 ms.
+    70,000 points (extent 185) once the near field had its per-cell buffer and single
+    precision (``python bench/bench_split_3d.py --data mnist70k``, three runs, ms per
+    call): 8 nodes per point 53, 12: 52, **16: 44-50**, 24: 45-55, 32 (the value until
+    then): 48-60, 48: 60-64, 64: 69-79; force error 8.3e-4 at 8, 1.1e-3 at 16, 1.5e-3 at
+    32, 1.9e-3 at 64. A near field of 1.5 boxes: 1.7e-4 at 16 nodes, 59 ms.
     """
     caps = dict(MAX_GRID_NODES)
     caps[3] = int(min(MAX_GRID_NODES[3], max(SPLIT_MIN_NODES, SPLIT_NODES_PER_POINT * n_points)))
@@ -1042,7 +1053,7 @@ class FFTRepulsion(_FFTBase):
         """One ``(3, NEAR_FIELD_BATCH)`` coordinate buffer per numba thread (kept)."""
         shape = (numba.config.NUMBA_NUM_THREADS, 3, NEAR_FIELD_BATCH)
         if getattr(self, "_near_bufs", None) is None or self._near_bufs.shape != shape:
-            self._near_bufs = np.empty(shape)
+            self._near_bufs = np.empty(shape, dtype=np.float32)
         return self._near_bufs
 
     def _near(self, Y, lo, extent, dof, s_cut, coef, out):
@@ -1056,7 +1067,7 @@ class FFTRepulsion(_FFTBase):
             self._cell = np.empty(n, dtype=np.int64)
             self._cell_order = np.empty(n, dtype=np.int64)
             self._cell_start = np.empty(n_cells ** d + 1, dtype=np.int64)
-            self._cell_ys = np.zeros((3, n))  # rows d.. stay zero (see _near_field)
+            self._cell_ys = np.zeros((3, n), dtype=np.float32)  # rows d.. stay zero (see _near_field)
             self._near_acc = np.empty((n, d))
             self._row_z = np.empty(n)
             self._near_key = key
