@@ -61,6 +61,15 @@ def test_perplexity_search_reaches_perplexity_and_matches_bisection(scale):
     np.testing.assert_allclose(out, K / K.sum(axis=1, keepdims=True), rtol=1e-12)
 
 
+def test_perplexity_search_at_extreme_scales():
+    # the start guess 1 / mean(d) is summed in shares, so it neither overflows nor underflows
+    r = np.random.default_rng(3)
+    for scale in (1e-300, 1e300):
+        out = conditional_probabilities(r.random((4, 60)) * scale, 10.0)
+        H = -np.sum(out * np.log(np.maximum(out, 1e-300)), axis=1)
+        assert np.abs(H - np.log(10.0)).max() <= 1e-5 + 1e-12
+
+
 def test_perplexity_search_with_duplicates_and_unreachable_perplexity():
     # rows of equal distances cannot go below entropy log(k): the search stops after max_iter
     # with uniform probabilities (as bisection does); a row with duplicate neighbours still

@@ -162,6 +162,20 @@ def test_torch_bisection_reaches_the_perplexity(data):
     np.testing.assert_allclose(P.sum(axis=1), 1, atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1.0, 1e300])
+def test_torch_perplexity_search_equals_cpu_at_any_scale(scale):
+    from turbotsne.affinity import conditional_probabilities as cpu_conditionals
+    from turbotsne.gpu.affinity import conditional_probabilities
+
+    D = np.random.default_rng(3).random((6, 60)) * scale
+    P, beta = conditional_probabilities(D, 10, "cpu", return_betas=True)
+    Q, beta_cpu = cpu_conditionals(D, 10, return_betas=True)
+    entropy = -np.sum(P.numpy() * np.log(np.maximum(P.numpy(), 1e-300)), axis=1)
+    assert np.abs(entropy - np.log(10)).max() <= 1e-5 + 1e-12
+    np.testing.assert_allclose(P.numpy(), Q, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(beta.numpy(), beta_cpu, rtol=1e-9)
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_torch_dense_affinities_equal_cpu(data, metric):
     X = data[:300]

@@ -43,7 +43,7 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
     its diagonal is left out (scikit-learn's dense exact path). ``betas[i]``
     receives the precision found for row ``i``.
 
-    The entropy ``H`` falls with ``beta``, and ``dH / dlog(beta) = -beta^2 Var_p(d)``
+    The entropy ``H`` falls with ``beta``, and ``dH / dlog(beta) = -Var_p(beta d)``
     (``d`` the shifted squared distances, ``p`` the row's probabilities), so each step
     takes a Newton step in ``log(beta)`` (at most a factor e^5) from a start at
     ``1 / mean(d)``, the scale of the row. Safeguards: the steps keep a bracket
@@ -67,13 +67,12 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
                 shift = sq_distances[i, j]
         if shift == np.inf:
             shift = 0.0
-        total = 0.0
-        count = 0
+        count = k - 1 if skip_self else k
+        mean = 0.0  # of the shifted distances, summed in shares (no overflow even at d ~ 1e308)
         for j in range(k):
             if not (skip_self and j == i):
-                total += sq_distances[i, j] - shift
-                count += 1
-        beta = count / total if total > 0.0 else 1.0
+                mean += (sq_distances[i, j] - shift) / count
+        beta = 1.0 / mean if mean > 0.0 else 1.0
         beta_min = 0.0
         beta_max = np.inf
         previous = np.inf
@@ -88,14 +87,14 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
                     s += v
             if s == 0.0:
                 s = _EPSILON_DBL
-            sd = 0.0
-            sd2 = 0.0
+            e1 = 0.0  # moments of beta * d under p: dimensionless, no overflow at any scale
+            e2 = 0.0
             for j in range(k):
                 out[i, j] /= s
-                dj = sq_distances[i, j] - shift
-                sd += dj * out[i, j]
-                sd2 += dj * dj * out[i, j]
-            entropy = np.log(s) + beta * sd
+                bd = (sq_distances[i, j] - shift) * beta
+                e1 += bd * out[i, j]
+                e2 += bd * bd * out[i, j]
+            entropy = np.log(s) + e1
             diff = entropy - target
             if np.abs(diff) <= tol:
                 break
@@ -103,7 +102,7 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
                 beta_min = beta
             else:
                 beta_max = beta
-            slope = -beta * beta * (sd2 - sd * sd)
+            slope = -(e2 - e1 * e1)  # dH / dlog(beta) = -Var_p(beta d)
             halved = np.abs(diff) < 0.5 * previous
             previous = np.abs(diff)
             candidate = -1.0
@@ -116,7 +115,7 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
             elif beta_min == 0.0:
                 beta /= 2.0
             else:
-                beta = np.sqrt(beta_min * beta_max)
+                beta = np.sqrt(beta_min) * np.sqrt(beta_max)  # (the product may overflow)
         betas[i] = beta
 
 

@@ -41,29 +41,29 @@ def conditional_probabilities(sq_distances, perplexity, device, *, skip_self=Fal
     D = D - shift[:, None]
     target = math.log(perplexity)
     masked = (lambda t: t) if valid is None else (lambda t: torch.where(valid, t, 0.0))
-    count = torch.full_like(shift, k) if valid is None else valid.sum(dim=1).to(torch.float64)
-    total = masked(D).sum(dim=1)
-    beta = torch.where(total > 0, count / torch.where(total > 0, total, 1.0), 1.0)
+    mean = masked(D / (k if valid is None else k - 1)).sum(dim=1)  # in shares: no overflow
+    beta = torch.where(mean > 0, 1.0 / torch.where(mean > 0, mean, 1.0), 1.0)
     lo = torch.zeros_like(beta)
     hi = torch.full_like(beta, math.inf)
     previous = torch.full_like(beta, math.inf)
     done = torch.zeros(n, dtype=torch.bool, device=D.device)
     for step in range(_MAX_ITER):
         P, s = _kernel(D, beta)
-        sd = masked(D * P).sum(dim=1)
-        sd2 = masked(D * D * P).sum(dim=1)
-        diff = torch.log(s) + beta * sd - target
+        bd = D * beta[:, None]  # moments of beta * d: dimensionless, as on the CPU
+        e1 = masked(bd * P).sum(dim=1)
+        e2 = masked(bd * bd * P).sum(dim=1)
+        diff = torch.log(s) + e1 - target
         done |= torch.abs(diff) <= _TOLERANCE
         active = ~done
         lo = torch.where(active & (diff > 0), beta, lo)
         hi = torch.where(active & ~(diff > 0), beta, hi)
-        slope = -beta * beta * (sd2 - sd * sd)
+        slope = -(e2 - e1 * e1)
         newton = (slope < 0) & (torch.abs(diff) < 0.5 * previous)
         previous = torch.where(active, torch.abs(diff), previous)
         ratio = torch.clamp(-diff / torch.where(newton, slope, -1.0), -5.0, 5.0)
         candidate = torch.where(newton, beta * torch.exp(ratio), -1.0)
         fallback = torch.where(torch.isinf(hi), beta * 2.0,
-                               torch.where(lo == 0, beta / 2.0, torch.sqrt(lo * hi)))
+                               torch.where(lo == 0, beta / 2.0, torch.sqrt(lo) * torch.sqrt(hi)))
         stepped = torch.where((candidate > lo) & (candidate < hi), candidate, fallback)
         beta = torch.where(active, stepped, beta)
         if step % _CHECK_EVERY == _CHECK_EVERY - 1 and bool(done.all()):

@@ -28,6 +28,15 @@ FORCE_FASTMATH = FASTMATH - {"reassoc"}
 _U = numba.uint64
 
 
+@numba.njit(cache=True, inline="always")
+def _row_span(indptr, i):
+    """Row ``i``'s entries as unsigned ``(start, pairs, stop)``: ``start .. pairs - 1`` two at
+    a time, ``pairs .. stop - 1`` (one entry or none) alone."""
+    start = _U(indptr[i])
+    stop = _U(indptr[i + 1])
+    return start, start + (stop - start) // _U(2) * _U(2), stop
+
+
 @numba.njit(fastmath=FORCE_FASTMATH, cache=True, inline="always")
 def _pair_2d(x0, x1, R, j, p, inv_dof):
     t0 = x0 - R[j, 0]
@@ -48,9 +57,7 @@ def _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
     a1 = 0.0
     b0 = 0.0
     b1 = 0.0
-    start = _U(indptr[i])
-    stop = _U(indptr[i + 1])
-    pairs = start + (stop - start) // _U(2) * _U(2)
+    start, pairs, stop = _row_span(indptr, i)
     for jj in range(start, pairs, _U(2)):
         f0, f1 = _pair_2d(x0, x1, R, _U(indices[jj]), data[jj], inv_dof)
         g0, g1 = _pair_2d(x0, x1, R, _U(indices[jj + _U(1)]), data[jj + _U(1)], inv_dof)
@@ -88,9 +95,7 @@ def _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
     b0 = 0.0
     b1 = 0.0
     b2 = 0.0
-    start = _U(indptr[i])
-    stop = _U(indptr[i + 1])
-    pairs = start + (stop - start) // _U(2) * _U(2)
+    start, pairs, stop = _row_span(indptr, i)
     for jj in range(start, pairs, _U(2)):
         f0, f1, f2 = _pair_3d(x0, x1, x2, R, _U(indices[jj]), data[jj], inv_dof)
         g0, g1, g2 = _pair_3d(x0, x1, x2, R, _U(indices[jj + _U(1)]), data[jj + _U(1)], inv_dof)
