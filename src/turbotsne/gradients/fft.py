@@ -289,7 +289,44 @@ def _spread(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights,
                 for c in range(n_channels):
                     for f in range(b0 * p * row, r_end * row):
                         grid[c, f] = 0.0
-            for ii in range(_U(start[b0 * slab]), _U(start[(b0 + 1) * slab])):
+            lo = _U(start[b0 * slab])
+            hi = _U(start[(b0 + 1) * slab])
+            # 2-D and 3-D: scalar charges and one row view per channel (as in _gather): 1.85 ->
+            # 1.6 ms per 2-D call at MNIST-70k's final grid
+            if d == 2:
+                g0 = grid[0]
+                g1 = grid[1]
+                g2 = grid[2]
+                for ii in range(lo, hi):
+                    node0 = _U(base[ii])
+                    q1 = charges[ii, 0]
+                    q2 = charges[ii, 1]
+                    for t in range(n_combo):
+                        node = node0 + _U(offset[t])
+                        w = weights[ii, t]
+                        g0[node] += w
+                        g1[node] += w * q1
+                        g2[node] += w * q2
+                continue
+            if d == 3:
+                g0 = grid[0]
+                g1 = grid[1]
+                g2 = grid[2]
+                g3 = grid[3]
+                for ii in range(lo, hi):
+                    node0 = _U(base[ii])
+                    q1 = charges[ii, 0]
+                    q2 = charges[ii, 1]
+                    q3 = charges[ii, 2]
+                    for t in range(n_combo):
+                        node = node0 + _U(offset[t])
+                        w = weights[ii, t]
+                        g0[node] += w
+                        g1[node] += w * q1
+                        g2[node] += w * q2
+                        g3[node] += w * q3
+                continue
+            for ii in range(lo, hi):
                 node0 = base[ii]
                 for t in range(n_combo):
                     node = _U(node0 + offset[t])
@@ -566,6 +603,48 @@ def _gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_so
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         acc = np.empty(5)
+        # the repulsion's own cases (2-D and 3-D, no K1 channel) with scalar accumulators and
+        # one row view per channel: 1.8 -> 0.95 ms per 2-D call at MNIST-70k's final grid
+        if d == 2 and n_out == 3:
+            p0 = phi[0]
+            p1 = phi[1]
+            p2 = phi[2]
+            for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+                node0 = _U(base[ii])
+                a0 = 0.0
+                a1 = 0.0
+                a2 = 0.0
+                for t in range(n_combo):
+                    node = node0 + _U(offset[t])
+                    w = weights[ii, t]
+                    a0 += w * p0[node]
+                    a1 += w * p1[node]
+                    a2 += w * p2[node]
+                sorted_out[ii, 0] = charges[ii, 0] * a0 - a1
+                sorted_out[ii, 1] = charges[ii, 1] * a0 - a2
+            continue
+        if d == 3 and n_out == 4:
+            p0 = phi[0]
+            p1 = phi[1]
+            p2 = phi[2]
+            p3 = phi[3]
+            for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+                node0 = _U(base[ii])
+                a0 = 0.0
+                a1 = 0.0
+                a2 = 0.0
+                a3 = 0.0
+                for t in range(n_combo):
+                    node = node0 + _U(offset[t])
+                    w = weights[ii, t]
+                    a0 += w * p0[node]
+                    a1 += w * p1[node]
+                    a2 += w * p2[node]
+                    a3 += w * p3[node]
+                sorted_out[ii, 0] = charges[ii, 0] * a0 - a1
+                sorted_out[ii, 1] = charges[ii, 1] * a0 - a2
+                sorted_out[ii, 2] = charges[ii, 2] * a0 - a3
+            continue
         for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             for c in range(n_out):
                 acc[c] = 0.0
