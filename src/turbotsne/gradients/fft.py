@@ -219,6 +219,32 @@ def _interpolation_weights(Y, centre, order, origin, inv_h, m_nodes, combo, stri
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         lw = np.empty((3, 3))  # per-dimension 1-D weights (d <= 3), one per block
+        if d == 2:  # the hot case with scalars (combo is C order: t = 3 a + b): 1.7 -> 1.0 ms
+            for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+                i = order[ii]
+                s0, j0 = _nearest_node(Y[i, 0], origin[0], inv_h, m_nodes)
+                s1, j1 = _nearest_node(Y[i, 1], origin[1], inv_h, m_nodes)
+                x = s0 - j0
+                u0 = 0.5 * (0.5 - x) * (0.5 - x)
+                u1 = 0.75 - x * x
+                u2 = 0.5 * (0.5 + x) * (0.5 + x)
+                x = s1 - j1
+                v0 = 0.5 * (0.5 - x) * (0.5 - x)
+                v1 = 0.75 - x * x
+                v2 = 0.5 * (0.5 + x) * (0.5 + x)
+                base[ii] = (j0 - 1) * strides[0] + (j1 - 1) * strides[1]
+                charges[ii, 0] = Y[i, 0] - centre[0]
+                charges[ii, 1] = Y[i, 1] - centre[1]
+                weights[ii, 0] = u0 * v0
+                weights[ii, 1] = u0 * v1
+                weights[ii, 2] = u0 * v2
+                weights[ii, 3] = u1 * v0
+                weights[ii, 4] = u1 * v1
+                weights[ii, 5] = u1 * v2
+                weights[ii, 6] = u2 * v0
+                weights[ii, 7] = u2 * v1
+                weights[ii, 8] = u2 * v2
+            continue
         for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             i = order[ii]
             node_flat = 0
