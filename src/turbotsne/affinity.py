@@ -67,7 +67,7 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
                 shift = sq_distances[i, j]
         if shift == np.inf:
             shift = 0.0
-        count = k - 1 if skip_self else k
+        count = max(k - 1 if skip_self else k, 1)
         mean = 0.0  # of the shifted distances, summed in shares (no overflow even at d ~ 1e308)
         for j in range(k):
             if not (skip_self and j == i):

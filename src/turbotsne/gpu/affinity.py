@@ -41,7 +41,7 @@ def conditional_probabilities(sq_distances, perplexity, device, *, skip_self=Fal
     D = D - shift[:, None]
     target = math.log(perplexity)
     masked = (lambda t: t) if valid is None else (lambda t: torch.where(valid, t, 0.0))
-    mean = masked(D / (k if valid is None else k - 1)).sum(dim=1)  # in shares: no overflow
+    mean = masked(D / max(k if valid is None else k - 1, 1)).sum(dim=1)  # in shares: no overflow
     beta = torch.where(mean > 0, 1.0 / torch.where(mean > 0, mean, 1.0), 1.0)
     lo = torch.zeros_like(beta)
     hi = torch.full_like(beta, math.inf)
