@@ -613,7 +613,6 @@ def _gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_so
     n_combo = offset.shape[0]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
-        acc = np.empty(5)
         # the repulsion's own cases (2-D and 3-D, no K1 channel) with scalar accumulators and
         # one row view per channel (in 2-D the last one is read twice, unused): 1.8 -> ~1.0 ms
         # per 2-D call at MNIST-70k's final grid, 4.4 -> 2.4 ms in 3-D
@@ -640,6 +639,7 @@ def _gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_so
                 if d == 3:
                     sorted_out[ii, 2] = charges[ii, 2] * a0 - a3
             continue
+        acc = np.empty(5)
         for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             for c in range(n_out):
                 acc[c] = 0.0
@@ -1066,6 +1066,7 @@ class FFTRepulsion(_FFTBase):
         self._points = _Interpolation()
         self._buffers_key = None
         self._near_key = None
+        self._near_bufs = None
 
     def _grid_buffers(self, layout):
         """Node grids (the padding of the last axis stays zero), potentials, spectrum."""
@@ -1126,7 +1127,7 @@ class FFTRepulsion(_FFTBase):
     def _near_buffers(self):
         """One ``(3, NEAR_FIELD_BATCH)`` coordinate buffer per numba thread (kept)."""
         shape = (numba.config.NUMBA_NUM_THREADS, 3, NEAR_FIELD_BATCH)
-        if getattr(self, "_near_bufs", None) is None or self._near_bufs.shape != shape:
+        if self._near_bufs is None or self._near_bufs.shape != shape:
             self._near_bufs = np.empty(shape, dtype=np.float32)
         return self._near_bufs
 
