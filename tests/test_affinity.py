@@ -146,3 +146,59 @@ def test_symmetrize_equals_scipy_reference(n, k):
     np.testing.assert_array_equal(P.indices, A.indices)
     np.testing.assert_array_equal(P.data, A.data)
     assert P.has_sorted_indices and np.all(P.data > 0) and abs(P - P.T).max() == 0
+
+
+@pytest.mark.parametrize("n, k, zeros", [(2, 1, 0.0), (9, 4, 0.5), (500, 30, 0.0), (500, 30, 0.7), (2000, 12, 0.3)])
+def test_symmetrize_in_place_float32_equals_scipy_reference(n, k, zeros):
+    """float32 conditionals in the approximate indexes' compact outputs (fronts of buffers with
+    room for P) are symmetrised inside those buffers: P's arrays share their memory and equal
+    SciPy's float32 (P + P^T) / sum bit for bit, also when many zero entries make rows move
+    towards the front and others towards the back."""
+    from turbotsne.affinity import symmetrize
+    from turbotsne.neighbors import _output
+
+    rng = np.random.default_rng(k)
+    ind = _output(n, k, np.int32, room=True)
+    cond = _output(n, k, np.float32, room=True)
+    ind[...] = [rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)]
+    cond[...] = rng.random((n, k)) * (rng.random((n, k)) >= zeros)
+    cond /= np.maximum(cond.sum(axis=1, keepdims=True), 1e-30)
+    A = sp.csr_matrix((cond.ravel(), ind.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n), dtype=np.float32)
+    A = (A + A.T).tocsr()
+    A.sum_duplicates()
+    A.sort_indices()
+    A.eliminate_zeros()
+    A.data /= float(A.data.sum(dtype=np.float64))
+    bases = (ind.base, cond.base)
+    P = symmetrize(cond, ind, overwrite=True)
+    assert P.data.dtype == np.float32 and P.indices.dtype == np.int32
+    if P.nnz >= n * k:  # (SciPy copies views under half their buffer: many zeros here)
+        assert np.shares_memory(P.data, bases[1]) and np.shares_memory(P.indices, bases[0])
+    np.testing.assert_array_equal(P.indptr, A.indptr)
+    np.testing.assert_array_equal(P.indices, A.indices)
+    np.testing.assert_array_equal(P.data, A.data)
+    assert P.has_sorted_indices and np.all(P.data > 0) and abs(P - P.T).max() == 0
+
+
+def test_compact_knn_pipeline_gives_float32_P_in_the_knn_buffers(digits, monkeypatch):
+    """Above COMPACT_KNN_FROM_ENTRIES (lowered here) PerplexityBasedNN squares, searches and
+    symmetrises inside the approximate index's int32 / float32 output: P is float32 with int32
+    indices, the same pattern as the full-precision P and within float32 rounding of it; TSNE on
+    it reaches the same KL."""
+    pytest.importorskip("hnswlib")
+    import turbotsne.neighbors as nb
+    from turbotsne import TSNE
+
+    full = PerplexityBasedNN(digits, 30, method="hnsw", n_jobs=1, random_state=0)
+    monkeypatch.setattr(nb, "COMPACT_KNN_FROM_ENTRIES", 0)
+    compact = PerplexityBasedNN(digits, 30, method="hnsw", n_jobs=1, random_state=0)
+    assert full.P.dtype == np.float64 and compact.P.dtype == np.float32 and compact.P.indices.dtype == np.int32
+    np.testing.assert_array_equal(compact.P.indptr, full.P.indptr)
+    np.testing.assert_array_equal(compact.P.indices, full.P.indices)
+    np.testing.assert_allclose(compact.P.data, full.P.data, rtol=2e-5)
+    assert abs(compact.P - compact.P.T).max() == 0 and abs(compact.P.sum() - 1) < 1e-6
+    kl = []
+    for threshold in (2 ** 62, 0):
+        monkeypatch.setattr(nb, "COMPACT_KNN_FROM_ENTRIES", threshold)
+        kl.append(TSNE(neighbors="hnsw", n_jobs=1, random_state=0, n_iter=300).fit(digits).kl_divergence_)
+    assert abs(kl[1] - kl[0]) < 0.01 * kl[0]

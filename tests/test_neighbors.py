@@ -464,3 +464,21 @@ def test_random_state_reproducible(clustered, method):
     a = get_knn_index(method, "euclidean", None, 1, 5).build(X, 10)
     b = get_knn_index(method, "euclidean", None, 1, 5).build(X, 10)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("method", APPROX)
+def test_approx_compact_outputs_from_threshold(data_dups, method, monkeypatch):
+    """From COMPACT_KNN_FROM_ENTRIES kNN entries on the approximate indexes return int32 indices
+    and float32 distances (the same neighbours, distances rounded), each the front of a buffer of
+    2 n k entries (room for the symmetric P); below it int64 / float64."""
+    import turbotsne.neighbors as nb
+
+    X = data_dups
+    full_i, full_d = get_knn_index(method, "euclidean", None, n_jobs=1, random_state=0).build(X, 12)
+    assert full_i.dtype == np.int64 and full_d.dtype == np.float64
+    monkeypatch.setattr(nb, "COMPACT_KNN_FROM_ENTRIES", X.shape[0] * 12)
+    ci, cd = get_knn_index(method, "euclidean", None, n_jobs=1, random_state=0).build(X, 12)
+    assert ci.dtype == np.int32 and cd.dtype == np.float32
+    assert ci.base.size == cd.base.size == 2 * ci.size and np.shares_memory(ci, ci.base)
+    np.testing.assert_array_equal(np.sort(ci, axis=1), np.sort(full_i, axis=1))
+    np.testing.assert_allclose(cd, full_d, rtol=1e-6)

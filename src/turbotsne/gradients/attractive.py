@@ -160,7 +160,8 @@ def attractive_log_terms(indptr, indices, data, Y, R, dof, log_w):
 def entropy_term(data):
     """``sum p log p`` over the stored entries of P (constant per optimisation)."""
     s = 0.0
-    for v in data:
+    for x in data:
+        v = np.float64(x)  # float32 P: the logarithm in double precision
         if v > 0.0:
             s += v * np.log(v)
     return s
