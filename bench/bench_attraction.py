@@ -2,7 +2,9 @@
 against the same loop compiled with reassociation (LLVM then vectorises it into gathers
 of the neighbours' coordinates), and the shipped loop reading the neighbours' positions
 from a float32 copy (what the approximate methods do from
-``gradients.FLOAT32_NEIGHBOURS_FROM_BYTES`` on, copy included), on MNIST's P.
+``gradients.FLOAT32_NEIGHBOURS_FROM_BYTES`` on, copy included), on MNIST's P; and the shipped
+loop over P's values in float64 and in float32 (the affinities' precision from
+``neighbors.COMPACT_KNN_FROM_ENTRIES`` kNN entries on).
 
     python bench/bench_attraction.py --data mnist70k --n-jobs 2
 
@@ -61,10 +63,21 @@ def main(argv=None):
             attractive_forces(P.indptr, P.indices, P.data, Y, y32, 1.0, 1.0, out_b)
 
         single = median_ms(low, args.repeat)
-    err32 = float(np.abs(out_a - out_b).max() / np.abs(out_a).max())
-    print(f"{args.data}: n={len(Y)}, {P.nnz} entries, n_jobs={args.n_jobs}: shipped (scalar) {shipped:.2f} ms, "
-          f"reassociated (gathers) {vector:.2f} ms ({vector / shipped:.2f}x, max rel difference {err:.1e}), "
-          f"float32 neighbour positions {single:.2f} ms ({single / shipped:.2f}x, max rel difference {err32:.1e})")
+        err32 = float(np.abs(out_a - out_b).max() / np.abs(out_a).max())
+        # P's values in both precisions (float32 is what the affinities give from
+        # neighbors.COMPACT_KNN_FROM_ENTRIES kNN entries on), neighbour positions as the backend reads them
+        R = y32 if Y.nbytes >= turbotsne.gradients.FLOAT32_NEIGHBOURS_FROM_BYTES else Y
+        y32[...] = Y
+        values = {}
+        for dtype in (np.float64, np.float32):
+            data = P.data.astype(dtype)
+            values[np.dtype(dtype).name] = median_ms(
+                lambda: attractive_forces(P.indptr, P.indices, data, Y, R, 1.0, 1.0, out_b), args.repeat)
+    print(f"{args.data}: n={len(Y)}, {P.nnz} entries, P {P.data.dtype}, n_jobs={args.n_jobs}: shipped (scalar) "
+          f"{shipped:.2f} ms, reassociated (gathers) {vector:.2f} ms ({vector / shipped:.2f}x, max rel difference "
+          f"{err:.1e}), float32 neighbour positions {single:.2f} ms ({single / shipped:.2f}x, max rel difference "
+          f"{err32:.1e}); P values float64 {values['float64']:.2f} ms, float32 {values['float32']:.2f} ms "
+          f"({values['float32'] / values['float64']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Each (implementation, data set) runs in its own fresh process (so that peak
 RSS is its own; it is counted from when the data set is loaded, so it includes
 the input array -- ``input_rss_mb`` -- but not the making of a synthetic set),
 one after the other in this invocation, with the same data
-(PCA-50), the same threads and ``random_state=0``; each library is first
+(PCA-50), the same threads and ``random_state=0`` (``--seeds 0 1 2``: once per seed, with the
+means in the table); each library is first
 warmed up on a 2,000-point slice in that process (numba compilation, imports; turbotsne's
 "auto" is resolved at the full size first, so the warm-up loads the kernels of the run),
 and turbotsne's cold start is reported on its own line with ``--cold``.
@@ -36,7 +37,7 @@ IMPLS = ["turbotsne", "turbotsne-bh", "turbotsne-fft", "turbotsne-exact", "openT
          "sklearn-bh", "sklearn-exact", "FItSNE"]
 
 
-def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter, d=2):
+def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter, d=2, seed=0):
     from turbotsne import PerplexityBasedDense, PerplexityBasedNN, TSNEEmbedding
     from turbotsne.gradients import canonical_method, resolve_auto
     from turbotsne.initialization import pca
@@ -48,10 +49,10 @@ def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter, d=2):
     if method == "exact":
         aff = PerplexityBasedDense(X, 30, n_jobs=n_jobs)
     else:
-        aff = PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=0)
+        aff = PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=seed)
     t1 = time.perf_counter()
-    emb = TSNEEmbedding(pca(X, d, random_state=0), aff, negative_gradient_method=method, n_jobs=n_jobs,
-                        random_state=0)
+    emb = TSNEEmbedding(pca(X, d, random_state=seed), aff, negative_gradient_method=method, n_jobs=n_jobs,
+                        random_state=seed)
     emb.optimize(ee_iter, inplace=True, exaggeration=12, momentum=0.8)
     t2 = time.perf_counter()
     emb.optimize(n_iter, inplace=True, exaggeration=1, momentum=0.8)
@@ -59,14 +60,14 @@ def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter, d=2):
     return np.asarray(emb).copy(), emb.kl_divergence, (t1 - t0, t2 - t1, t3 - t2)
 
 
-def _run_opentsne(X, method, n_jobs, n_iter, ee_iter, d=2):
+def _run_opentsne(X, method, n_jobs, n_iter, ee_iter, d=2, seed=0):
     from openTSNE import TSNEEmbedding, affinity, initialization
 
     t0 = time.perf_counter()
-    aff = affinity.PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=0)
+    aff = affinity.PerplexityBasedNN(X, 30, n_jobs=n_jobs, random_state=seed)
     t1 = time.perf_counter()
-    emb = TSNEEmbedding(initialization.pca(X, n_components=d, random_state=0), aff, negative_gradient_method=method,
-                        n_jobs=n_jobs, random_state=0)
+    emb = TSNEEmbedding(initialization.pca(X, n_components=d, random_state=seed), aff,
+                        negative_gradient_method=method, n_jobs=n_jobs, random_state=seed)
     emb = emb.optimize(ee_iter, exaggeration=12, momentum=0.8, inplace=True)
     t2 = time.perf_counter()
     emb = emb.optimize(n_iter, exaggeration=1, momentum=0.8, inplace=True)
@@ -74,17 +75,17 @@ def _run_opentsne(X, method, n_jobs, n_iter, ee_iter, d=2):
     return np.asarray(emb).copy(), float(emb.kl_divergence), (t1 - t0, t2 - t1, t3 - t2)
 
 
-def _run_sklearn(X, method, n_jobs, n_iter, ee_iter, d=2):
+def _run_sklearn(X, method, n_jobs, n_iter, ee_iter, d=2, seed=0):
     from sklearn.manifold import TSNE
 
     method = {"bh": "barnes_hut", "auto": "barnes_hut"}.get(method, method)
     t0 = time.perf_counter()
-    tsne = TSNE(n_components=d, method=method, n_jobs=n_jobs, random_state=0, init="pca", max_iter=max(250, n_iter + ee_iter))
+    tsne = TSNE(n_components=d, method=method, n_jobs=n_jobs, random_state=seed, init="pca", max_iter=max(250, n_iter + ee_iter))
     Y = tsne.fit_transform(X)
     return Y, float(tsne.kl_divergence_), (float("nan"), float("nan"), time.perf_counter() - t0)
 
 
-def _run_fitsne(X, method, n_jobs, n_iter, ee_iter, d=2):
+def _run_fitsne(X, method, n_jobs, n_iter, ee_iter, d=2, seed=0):
     """FIt-SNE (the ``fitsne`` package, at its defaults with our PCA start). It builds from source
     against FFTW and imports Cython in its setup.py without declaring it, so it is not one of
     our extras: ``apt-get install libfftw3-dev; pip install cython; pip install
@@ -99,7 +100,7 @@ def _run_fitsne(X, method, n_jobs, n_iter, ee_iter, d=2):
     from fitsne import FItSNE
     from turbotsne.initialization import pca
 
-    init = np.ascontiguousarray(pca(X, d, random_state=0), dtype=np.float64)
+    init = np.ascontiguousarray(pca(X, d, random_state=seed), dtype=np.float64)
     with tempfile.TemporaryFile() as log:
         sys.stdout.flush()
         saved = os.dup(1)
@@ -108,7 +109,7 @@ def _run_fitsne(X, method, n_jobs, n_iter, ee_iter, d=2):
             t0 = time.perf_counter()
             Y = FItSNE(np.ascontiguousarray(X, dtype=np.float64), no_dims=d, perplexity=30.0,
                        max_iter=n_iter + ee_iter, stop_early_exag_iter=ee_iter, nthreads=n_jobs,
-                       rand_seed=0, initialization=init)
+                       rand_seed=seed, initialization=init)
             wall = time.perf_counter() - t0
         finally:
             sys.stdout.flush()
@@ -123,12 +124,12 @@ def _run_fitsne(X, method, n_jobs, n_iter, ee_iter, d=2):
     return np.asarray(Y), float("nan"), (wall - t_ee - t_opt, t_ee, t_opt)
 
 
-def run_one(impl, X, n_jobs, n_iter, ee_iter, d=2):
+def run_one(impl, X, n_jobs, n_iter, ee_iter, d=2, seed=0):
     lib, _, method = impl.partition("-")
     method = method or "auto"
     fn = {"turbotsne": _run_turbotsne, "openTSNE": _run_opentsne, "sklearn": _run_sklearn,
           "FItSNE": _run_fitsne}[lib]
-    return fn(X, method, n_jobs, n_iter, ee_iter, d)
+    return fn(X, method, n_jobs, n_iter, ee_iter, d, seed)
 
 
 def worker(args):
@@ -147,10 +148,10 @@ def worker(args):
     if args.warmup:
         run_one(impl, X[:2000], args.n_jobs, 20, 20, args.n_components)
     Y, kl, (t_aff, t_ee, t_opt) = run_one(impl, X, args.n_jobs, args.n_iter, args.ee_iter,
-                                          args.n_components)
+                                          args.n_components, args.seed)
     rss = common.peak_rss_mb()
     rec = {"impl": args.impl, "data": args.data, "n": int(X.shape[0]), "d": args.n_components, "n_jobs": args.n_jobs,
-           "warm": bool(args.warmup), "affinities_s": round(t_aff, 2), "early_s": round(t_ee, 2),
+           "seed": args.seed, "warm": bool(args.warmup), "affinities_s": round(t_aff, 2), "early_s": round(t_ee, 2),
            "optimize_s": round(t_opt, 2), "total_s": round(np.nansum([t_aff, t_ee, t_opt]), 2),
            "peak_rss_mb": round(rss, 1), "kl": round(kl, 4)}
     if input_mb is not None:  # RSS with the data loaded, before the library ran
@@ -174,6 +175,10 @@ def main(argv=None):
     p.add_argument("--n-components", type=int, default=2, choices=[1, 2, 3])
     p.add_argument("--no-quality", dest="quality", action="store_false")
     p.add_argument("--cold", action="store_true", help="also time turbotsne's first run in a fresh process")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="random_state of every library (kNN index, PCA, optimiser); with several, each "
+                        "implementation runs once per seed and the table adds the mean of each figure")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--warmup", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl-one", dest="impl_one", help=argparse.SUPPRESS)
@@ -186,12 +191,12 @@ def main(argv=None):
     base = [sys.executable, os.path.abspath(__file__), "--worker", "--data", args.data, "--data-dir",
             args.data_dir, "--n", str(args.n), "--n-jobs", str(args.n_jobs), "--n-iter", str(args.n_iter),
             "--ee-iter", str(args.ee_iter), "--n-components", str(args.n_components)] + ([] if args.quality else ["--no-quality"])
-    runs = [(impl, True) for impl in args.impl]
+    runs = [(impl, True, seed) for seed in args.seeds for impl in args.impl]
     if args.cold:
-        runs.append(("turbotsne", False))
+        runs.append(("turbotsne", False, args.seeds[0]))
     records = []
-    for impl, warm in runs:
-        cmd = base + ["--impl-one", impl] + (["--warmup"] if warm else [])
+    for impl, warm, seed in runs:
+        cmd = base + ["--impl-one", impl, "--seed", str(seed)] + (["--warmup"] if warm else [])
         rec = common.run_worker(cmd, impl, env)
         if rec is None:
             continue
@@ -203,11 +208,23 @@ def main(argv=None):
     cols = ["affinities_s", "early_s", "optimize_s", "total_s", "peak_rss_mb", "input_rss_mb", "kl", "kl_turbotsne_P",
             "knn_preservation", "trustworthiness", "knn_accuracy"]
     print(f"\n{args.data}, n={ref['n']}, n_jobs={args.n_jobs}; ratio = time / time of {ref['impl']}")
-    print("| impl | warm | " + " | ".join(cols) + " | total ratio |")
-    print("|" + "---|" * (len(cols) + 3))
+    print("| impl | seed | warm | " + " | ".join(cols) + " | total ratio |")
+    print("|" + "---|" * (len(cols) + 4))
     for r in records:
         vals = " | ".join(str(r.get(c, "")) for c in cols)
-        print(f"| {r['impl']} | {r['warm']} | {vals} | {r['total_s'] / ref['total_s']:.2f} |")
+        print(f"| {r['impl']} | {r['seed']} | {r['warm']} | {vals} | {r['total_s'] / ref['total_s']:.2f} |")
+    if len(args.seeds) > 1:  # the mean of each figure over the seeds, per implementation (warm runs)
+        means = {}
+        for impl in args.impl:
+            rows = [r for r in records if r["impl"] == impl and r["warm"]]
+            if rows:
+                means[impl] = {c: float(np.mean([r[c] for r in rows])) for c in cols
+                               if all(isinstance(r.get(c), (int, float)) for r in rows)}
+        first = means.get(args.impl[0], {})
+        for impl, m in means.items():
+            vals = " | ".join(f"{m[c]:.4g}" if c in m else "" for c in cols)
+            ratio = f"{m['total_s'] / first['total_s']:.2f}" if "total_s" in first else ""
+            print(f"| {impl} | mean of {len(args.seeds)} | True | {vals} | {ratio} |")
     return 0
 
 
