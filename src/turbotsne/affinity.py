@@ -38,7 +38,7 @@ _MACHINE_EPSILON = np.finfo(np.double).eps
 #: rows per block of the perplexity search and the symmetrisation's merge (each block has its own
 #: row buffers; the blocks, not the threads, partition the rows, so the result does not depend on
 #: the thread count)
-_SEARCH_BLOCK = 256
+_ROW_BLOCK = 256
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -64,10 +64,10 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
     """
     n, k = sq_distances.shape
     target = np.log(perplexity)
-    for block in numba.prange((n + _SEARCH_BLOCK - 1) // _SEARCH_BLOCK):
+    for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
         d = np.empty(k)
         p = np.empty(k)
-        for i in range(block * _SEARCH_BLOCK, min(n, (block + 1) * _SEARCH_BLOCK)):
+        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
             # Distances are shifted by the row's smallest one (self excluded): the
             # probabilities and the entropy are unchanged, but the largest kernel
             # value is exp(0) = 1, so the sum never underflows (a sum of 0 or a
@@ -323,10 +323,10 @@ def _merge_tails(ind, cond, own, indptr, k):
     pairs) in place: the own entries are copied into a block's buffer (at most ``k``), then
     merged from the front, where writing never overtakes the tail's next unread entry."""
     n = own.shape[0]
-    for block in numba.prange((n + _SEARCH_BLOCK - 1) // _SEARCH_BLOCK):
+    for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
         bi = np.empty(k, dtype=ind.dtype)
         bv = np.empty(k, dtype=cond.dtype)
-        for i in range(block * _SEARCH_BLOCK, min(n, (block + 1) * _SEARCH_BLOCK)):
+        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
             lo, m, hi = indptr[i], own[i], indptr[i + 1]
             if m == hi - lo:
                 continue  # no tail
