@@ -467,10 +467,9 @@ class _NeighborAffinities(Affinities):
         # into them (P's values then float32)
         if not self.engine.is_torch:
             indices = indices.astype(_index_dtype(*indices.shape), copy=False)
-        sq = distances if distances.dtype == np.float32 else np.square(distances)
+        in_place = distances.dtype == np.float32  # a compact output: it becomes P's storage
+        sq = np.square(distances, out=distances if in_place else None)
         del distances
-        if sq.dtype == np.float32:
-            np.square(sq, out=sq)
         cond = self._conditional(sq, **self._params())
         if self.engine.is_torch:
             from .gpu import affinity as torch_affinity
