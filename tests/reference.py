@@ -99,3 +99,10 @@ def reference_repulsion(Y, R, dof=1.0):
     d2 = np.einsum("ijk,ijk->ij", diff, diff)
     w = kernel(d2, dof)
     return np.einsum("ij,ijk->ik", w ** ((dof + 1.0) / dof), diff), w.sum(axis=1)
+
+
+def attraction(Y, R, P, dof=1.0, exaggeration=1.0):
+    """``exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` for a dense P (rows: Y, columns: R)."""
+    diff = np.asarray(Y, dtype=np.float64)[:, None, :] - np.asarray(R, dtype=np.float64)[None, :, :]
+    w = kernel(np.einsum("ijk,ijk->ij", diff, diff), dof) ** (1.0 / dof)
+    return exaggeration * np.einsum("ij,ijk->ik", P * w, diff)

@@ -86,37 +86,42 @@ def test_auto_choice():
     assert resolve_auto(500, 5) == "exact"
 
 
+@pytest.mark.parametrize("p_dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("method", ["fft", "bh", "exact"])
-def test_float32_neighbour_positions_above_the_size_threshold(method, monkeypatch):
-    """Past FLOAT32_NEIGHBOURS_FROM_BYTES the approximate backends' attraction reads the
-    neighbours' positions from a float32 copy (the exact method never does): the gradient
-    changes by exactly that attraction difference, a relative 1e-5 at most."""
+def test_approximate_backends_attract_in_single_precision(method, p_dtype):
+    """The approximate backends' attraction is the float32 kernel over float32 copies of the
+    positions (and of P's values when they are float64); the exact method's is float64. The
+    gradient differs from one with the float64 attraction by exactly the attractions'
+    difference, a relative 1e-5 at most, and P is never modified."""
     import scipy.sparse as sp
 
     import turbotsne.gradients as G
-    from turbotsne.gradients.attractive import attractive_forces
+    from turbotsne.gradients.attractive import attractive_forces, attractive_forces_single
 
     X, _ = make_clusters(n=600, n_features=2, seed=3)
     Y = np.ascontiguousarray(X * 10.0)
     rng = np.random.default_rng(0)
     A = sp.random(600, 600, density=0.05, random_state=rng, format="csr")
-    P = ((A + A.T) / (A + A.T).sum()).tocsr()
-
-    def gradient():
-        out = np.empty_like(Y)
-        G.make_backend(method, P).gradient(Y, P, 1.0, 1.0, out)
-        return out
-
-    full = gradient()
-    monkeypatch.setattr(G, "FLOAT32_NEIGHBOURS_FROM_BYTES", 0)
-    low = gradient()
+    P = ((A + A.T) / (A + A.T).sum()).tocsr().astype(p_dtype)
+    data_before = P.data.copy()
+    backend = G.make_backend(method, P)
+    out = np.empty_like(Y)
+    kl = backend.gradient(Y, P, 1.0, 4.0, out, True)
+    assert backend.single_precision == (method != "exact")
+    float64 = G.SparseGradient(backend.repulsion, single_precision=False)
+    ref = np.empty_like(Y)
+    kl_ref = float64.gradient(Y, P, 1.0, 4.0, ref, True)
     att64, att32 = np.empty_like(Y), np.empty_like(Y)
-    attractive_forces(P.indptr, P.indices, P.data, Y, Y, 1.0, 1.0, att64)
-    attractive_forces(P.indptr, P.indices, P.data, Y, Y.astype(np.float32), 1.0, 1.0, att32)
-    scale = np.abs(full).max()
+    attractive_forces(P.indptr, P.indices, P.data, Y, Y, 1.0, 4.0, att64)
+    attractive_forces_single(P.indptr, P.indices, P.data.astype(np.float32), Y, Y.astype(np.float32), 1.0, 4.0,
+                             att32)
+    scale = np.abs(ref).max()
     if method == "exact":
-        np.testing.assert_array_equal(low, full)
+        np.testing.assert_array_equal(out, ref)
     else:
         assert not np.array_equal(att32, att64)
-        np.testing.assert_allclose(low - full, att32 - att64, rtol=0, atol=1e-12 * scale)
-        assert np.abs(low - full).max() <= 1e-5 * scale
+        np.testing.assert_allclose(out - ref, att32 - att64, rtol=0, atol=1e-12 * scale)
+        assert np.abs(out - ref).max() <= 1e-5 * scale
+    assert kl == kl_ref  # the KL divergence is float64 for every method
+    np.testing.assert_array_equal(P.data, data_before)
+    assert P.data.dtype == p_dtype

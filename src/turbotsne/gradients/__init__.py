@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .attractive import attractive_forces, attractive_log_terms, entropy_term
+from .attractive import attractive_forces, attractive_forces_single, attractive_log_terms, entropy_term
 from .exact import ExactReferenceRepulsion, ExactRepulsion, dense_log_terms, exact_dense_gradient
 
 #: accepted names of each method (openTSNE's aliases plus "exact").
@@ -50,8 +50,7 @@ class _Backend:
 
     def __init__(self):
         self._buffers = None
-        self._entropy = None
-        self._P_id = None
+        self._entropy = (None, None)  # (the values it was computed from, sum p log p)
 
     def _scratch(self, Y):
         """An (n, d) array and two (n,) arrays."""
@@ -60,55 +59,55 @@ class _Backend:
             self._buffers = (np.empty((n, d)), np.empty(n), np.empty(n))
         return self._buffers
 
-    def _entropy_of(self, P, values):
-        if self._P_id is not id(P):
-            self._entropy, self._P_id = entropy_term(values), id(P)
-        return self._entropy
-
-
-#: from this size of the float64 positions on (bytes), an approximate backend's attraction reads
-#: the neighbours' positions from a float32 copy: half the bytes at random addresses. Measured
-#: per call, copy included (``python bench/bench_attraction.py --data mnist1m``, 2 threads, AMD
-#: EPYC Zen 4 with 32 MB of L3): 1M points (16 MB of positions) 727 -> 401 ms; 250k (4 MB) 46.0 ->
-#: 47.5 ms and 70k 10.7 -> 11.1 ms (no gain below the threshold). The forces' relative error,
-#: ~1e-5 at 70k, is far below the FFT interpolation's ~1e-3; the exact method never does this.
-FLOAT32_NEIGHBOURS_FROM_BYTES = 8 * 2 ** 20
+    def _entropy_of(self, values):
+        if self._entropy[0] is not values:  # P's values (dense: P itself), kept while the same array
+            self._entropy = (values, entropy_term(values.ravel()))
+        return self._entropy[1]
 
 
 class SparseGradient(_Backend):
     """Sparse attraction over CSR P plus a pluggable repulsion.
 
-    ``float32_neighbours``: read the neighbours' positions in the attraction from a float32
-    copy once the positions take ``FLOAT32_NEIGHBOURS_FROM_BYTES`` (approximate methods).
+    ``single_precision`` (the approximate methods): the attraction runs in float32
+    (:func:`.attractive.attractive_forces_single`) over a float32 copy of the positions,
+    refreshed per call, and P's values in float32 (P's own array when it is float32, as the
+    affinities make it from ``neighbors.COMPACT_KNN_FROM_ENTRIES`` kNN entries on, else a copy
+    made once per backend). Its relative error, ~1e-5, is far below the repulsions' ~1e-3.
+    The exact method stays in float64 throughout; the KL divergence is float64 for all.
     """
 
-    def __init__(self, repulsion, float32_neighbours=False):
+    def __init__(self, repulsion, single_precision=False):
         super().__init__()
         self.repulsion = repulsion
         self.name = getattr(repulsion, "name", type(repulsion).__name__)
-        self.float32_neighbours = float32_neighbours
+        self.single_precision = single_precision
         self._y32 = None
+        self._p32 = (None, None)  # (P.data it was made from, its float32 values)
 
-    def _neighbour_positions(self, Y):
-        """``Y`` itself, or its float32 copy (a buffer kept across iterations) for large ``Y``."""
-        if not self.float32_neighbours or Y.nbytes < FLOAT32_NEIGHBOURS_FROM_BYTES:
-            return Y
+    def _attract(self, Y, P, dof, exaggeration, out):
+        if not self.single_precision:
+            attractive_forces(P.indptr, P.indices, P.data, Y, Y, dof, exaggeration, out)
+            return
         if self._y32 is None or self._y32.shape != Y.shape:
             self._y32 = np.empty(Y.shape, dtype=np.float32)
         self._y32[...] = Y
-        return self._y32
+        values = P.data
+        if values.dtype != np.float32:
+            if self._p32[0] is not values:
+                self._p32 = (values, values.astype(np.float32))
+            values = self._p32[1]
+        attractive_forces_single(P.indptr, P.indices, values, Y, self._y32, dof, exaggeration, out)
 
     def gradient(self, Y, P, dof, exaggeration, out, compute_kl=False):
         rep, log_w, _ = self._scratch(Y)
-        R = self._neighbour_positions(Y)
-        attractive_forces(P.indptr, P.indices, P.data, Y, R, float(dof), float(exaggeration), out)
+        self._attract(Y, P, float(dof), float(exaggeration), out)
         Z = self.repulsion(Y, float(dof), rep)
         rep *= 1.0 / Z  # in place: no temporary per iteration
         out -= rep
         if not compute_kl:
             return None
         attractive_log_terms(P.indptr, P.indices, P.data, Y, Y, float(dof), log_w)
-        return float(self._entropy_of(P, P.data) - log_w.sum() + np.log(Z) * P.data.sum())
+        return float(self._entropy_of(P.data) - log_w.sum() + np.log(Z) * P.data.sum())
 
 
 class DenseExactGradient(_Backend):
@@ -122,7 +121,7 @@ class DenseExactGradient(_Backend):
         if not compute_kl:
             return None
         dense_log_terms(P, Y, float(dof), row_log)
-        return float(self._entropy_of(P, P.ravel()) - row_log.sum() + np.log(Z) * P.sum())
+        return float(self._entropy_of(P) - row_log.sum() + np.log(Z) * P.sum())
 
 
 class PartialGradient(_Backend):
@@ -151,7 +150,7 @@ class PartialGradient(_Backend):
             return None
         attractive_log_terms(P.indptr, P.indices, P.data, Y, self.reference, float(dof), log_w)
         row_sums = np.asarray(P.sum(axis=1)).ravel()
-        return float((self._entropy_of(P, P.data) - log_w.sum() + np.dot(row_sums, np.log(z))) / n)
+        return float((self._entropy_of(P.data) - log_w.sum() + np.dot(row_sums, np.log(z))) / n)
 
 
 def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
@@ -243,4 +242,4 @@ def make_backend(method, P, **options):
     if not sp.issparse(P):
         raise TypeError(f"P must be a dense ndarray or a scipy sparse matrix, got {type(P).__name__}.")
     repulsion = make_repulsion(method, **options)
-    return SparseGradient(repulsion, float32_neighbours=not isinstance(repulsion, ExactRepulsion))
+    return SparseGradient(repulsion, single_precision=not isinstance(repulsion, ExactRepulsion))
