@@ -10,6 +10,9 @@ The KL divergence's ``sum p log w`` term is a separate pass
 (:func:`attractive_log_terms`), run only on the iterations that report KL: the
 force kernel is then the same code on every iteration, so (with fastmath's
 reassociation) the trajectory does not depend on when KL was evaluated.
+
+The approximate methods (whose repulsion errs by ~1e-3) use the single-precision kernel
+(:func:`attractive_forces_single`, vectorised); the exact method the float64 one.
 """
 import numba
 import numpy as np
@@ -189,13 +192,17 @@ def attractive_forces_single(indptr, indices, data, Y, R, dof, exaggeration, out
 
     Compiled *with* reassociation: in 2-D and 3-D LLVM vectorises the row loop (gathers of
     16 float32 coordinates, packed divisions). Measured per call at MNIST-70k (2 threads,
-    ``python bench/bench_attraction.py --data mnist70k``, 2026-12-01 host): 2-D 5.60 -> 3.94 ms
-    (the float64 scalar kernel against this one, float32 copies made beforehand), 3-D 6.76 ->
-    4.90 ms; the same float32 loop without reassociation (scalar) took 4.54 ms. The forces'
-    relative error (max over points, against float64) is ~5e-7 at the PCA start and ~1e-5
-    at a finished embedding's extent (float32 rounding of positions ~100 units out), far
+    ``python bench/bench_attraction.py --data mnist70k [--n-components 3]``, the 2026-12-01
+    host): 2-D float64 kernel 5.70 ms, this one 3.70 ms (3.98 ms as the backend calls it, the
+    float32 copy of the positions made per call), the same float32 loop without reassociation
+    (scalar) 4.71 ms; 3-D 6.96 -> 4.92 ms. The forces' relative error (max over points,
+    against float64) is ~5e-7 at the PCA start and ~1e-5 at a finished embedding's extent
+    (float32 rounding of positions ~100 units out), far
     below the FFT and Barnes-Hut repulsions' ~1e-3. The reduction order per row is fixed
-    at compile time: still independent of the thread count.
+    at compile time: still independent of the thread count. Gathers are fast on some hosts
+    and slow on others (the float64 loop with gathers was 1.3x slower than the scalar one on
+    the 2026-11-29 host, see ``FORCE_FASTMATH``, and 0.92x on this one); the float32 loop was
+    not measured on that host.
     """
     n, d = Y.shape
     inv_dof = _F32(1.0 / dof)
