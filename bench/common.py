@@ -14,6 +14,7 @@ import os
 import pathlib
 import resource
 import sys
+import time
 
 import numpy as np
 
@@ -158,10 +159,6 @@ def quality(X, Y, y, *, n_jobs=1, trust_sample=5000, seed=0):
 
 def timed(fn, repeat):
     """``(best, median)`` seconds of ``repeat`` calls of ``fn`` after one warm-up call."""
-    import time
-
-    import numpy as np
-
     fn()
     ts = []
     for _ in range(repeat):
@@ -169,6 +166,36 @@ def timed(fn, repeat):
         fn()
         ts.append(time.perf_counter() - t)
     return min(ts), float(np.median(ts))
+
+
+class KernelTimes:
+    """Wall time per label of functions replaced on their owners (modules or classes) by timing
+    wrappers: ``wrap(owner, name, label)``; ``times`` holds the seconds, ``clear()`` resets them.
+    Callers must look the functions up on the owner at call time (module globals do)."""
+
+    def __init__(self):
+        import collections
+
+        self.times = collections.defaultdict(float)
+
+    def wrap(self, owner, name, label=None):
+        import functools
+
+        fn = getattr(owner, name)
+        times, label = self.times, label or name
+
+        @functools.wraps(fn)
+        def timed_call(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                times[label] += time.perf_counter() - t
+
+        setattr(owner, name, timed_call)
+
+    def clear(self):
+        self.times.clear()
 
 
 def run_worker(cmd, impl, env=None):

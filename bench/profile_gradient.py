@@ -7,11 +7,8 @@ positions and P under ``bench/results/cache``; then 20 gradient calls are timed,
 kernel through a timing wrapper, and the attraction on its own.
 """
 import argparse
-import collections
-import functools
 import os
 import sys
-import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,27 +47,14 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=20)
     args = p.parse_args(argv)
     from turbotsne._config import thread_limit
-    from turbotsne.gradients import attractive, fft, make_backend
+    from turbotsne.gradients import fft, make_backend
 
     Y, P = final_state(args.data, args.n_components, args.n_jobs, args.data_dir)
-    times = collections.defaultdict(float)
-
-    def wrap(owner, name, label):
-        fn = getattr(owner, name)
-
-        @functools.wraps(fn)
-        def timed(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                times[label] += time.perf_counter() - t
-
-        setattr(owner, name, timed)
-
+    timer = common.KernelTimes()
+    times = timer.times
     for name in KERNELS:
-        wrap(fft, name, name)
-    wrap(fft._Interpolation, "compute", "weights (compute)")
+        timer.wrap(fft, name)
+    timer.wrap(fft._Interpolation, "compute", "weights (compute)")
     backend = make_backend("fft", P, n_jobs=args.n_jobs, n_components=args.n_components)
     out = np.empty_like(Y)
     with thread_limit(args.n_jobs):
@@ -79,8 +63,7 @@ def main(argv=None):
         times.clear()
         total = common.timed(lambda: backend.gradient(Y, P, 1.0, 1.0, out), args.repeat)[1]
         per_call = {k: v / (args.repeat + 1) for k, v in times.items()}  # timed() adds a warm-up call
-        att = common.timed(lambda: attractive.attractive_forces(P.indptr, P.indices, P.data, Y, Y, 1.0, 1.0, out),
-                           args.repeat)[1]
+        att = common.timed(lambda: backend._attract(Y, P, 1.0, 1.0, out), args.repeat)[1]  # as the backend calls it
     print(f"{args.data}, {args.n_components}-D, extent {np.ptp(Y, axis=0).round(1)}, n_jobs={args.n_jobs}: "
           f"gradient {total * 1e3:.1f} ms (median), attraction alone {att * 1e3:.1f} ms")
     for k, v in sorted(per_call.items(), key=lambda kv: -kv[1]):
