@@ -72,7 +72,7 @@ class SparseGradient(_Backend):
     (:func:`.attractive.attractive_forces_single`) over a float32 copy of the positions,
     refreshed per call, and P's values in float32 (P's own array when it is float32, as the
     affinities make it from ``neighbors.COMPACT_KNN_FROM_ENTRIES`` kNN entries on, else a copy
-    made once per backend). Its relative error, ~1e-5, is far below the repulsions' ~1e-3.
+    made once per backend). Its relative error, <= ~4e-5, is far below the repulsions' ~1e-3.
     The exact method stays in float64 throughout; the KL divergence is float64 for all.
     """
 
