@@ -118,6 +118,24 @@ def _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
     out[i, 2] = exaggeration * (a2 + b2)
 
 
+@numba.njit(fastmath=FORCE_FASTMATH, cache=True, inline="always")
+def _row_any(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
+    # any dimension count, accumulating into ``out`` (float64 arithmetic, also over float32
+    # ``data`` / ``R``: the single-precision kernel's 1-D rows come here)
+    d = Y.shape[1]
+    for k in range(d):
+        out[i, k] = 0.0
+    for jj in range(indptr[i], indptr[i + 1]):
+        j = indices[jj]
+        d2 = 0.0
+        for k in range(d):
+            t = Y[i, k] - R[j, k]
+            d2 += t * t
+        coeff = exaggeration * data[jj] / (1.0 + d2 * inv_dof)
+        for k in range(d):
+            out[i, k] += coeff * (Y[i, k] - R[j, k])
+
+
 @numba.njit(parallel=True, fastmath=FORCE_FASTMATH, cache=True)
 def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out):
     """Write ``exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` into ``out``."""
@@ -130,17 +148,7 @@ def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out):
         if d == 3:
             _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
             continue
-        for k in range(d):
-            out[i, k] = 0.0
-        for jj in range(indptr[i], indptr[i + 1]):
-            j = indices[jj]
-            d2 = 0.0
-            for k in range(d):
-                t = Y[i, k] - R[j, k]
-                d2 += t * t
-            coeff = exaggeration * data[jj] / (1.0 + d2 * inv_dof)
-            for k in range(d):
-                out[i, k] += coeff * (Y[i, k] - R[j, k])
+        _row_any(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
 
 
 _F32 = np.float32
@@ -188,7 +196,9 @@ def _row_3d_single(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def attractive_forces_single(indptr, indices, data, Y, R, dof, exaggeration, out):
     """:func:`attractive_forces` in single precision, for the approximate methods: ``data``
-    (P's values) and ``R`` float32, the arithmetic float32, ``out`` float64.
+    (P's values) and ``R`` float32, the arithmetic float32 in 2-D and 3-D (other dimension
+    counts, i.e. 1-D FFT embeddings, take the shared generic row loop, float64 arithmetic over
+    the float32 inputs), ``out`` float64.
 
     Compiled *with* reassociation: in 2-D and 3-D LLVM vectorises the row loop (gathers of
     16 float32 coordinates, packed divisions). Measured per call at MNIST-70k (2 threads,
@@ -214,17 +224,7 @@ def attractive_forces_single(indptr, indices, data, Y, R, dof, exaggeration, out
         if d == 3:
             _row_3d_single(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
             continue
-        for k in range(d):
-            out[i, k] = 0.0
-        for jj in range(indptr[i], indptr[i + 1]):
-            j = indices[jj]
-            d2 = _F32(0.0)
-            for k in range(d):
-                t = _F32(Y[i, k]) - R[j, k]
-                d2 += t * t
-            coeff = data[jj] / (_F32(1.0) + d2 * inv_dof)
-            for k in range(d):
-                out[i, k] += exaggeration * np.float64(coeff * (_F32(Y[i, k]) - R[j, k]))
+        _row_any(indptr, indices, data, Y, R, 1.0 / dof, exaggeration, i, out)
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
