@@ -95,7 +95,7 @@ def test_exact_gradient_identical_across_thread_counts(dense):
 @pytest.mark.parametrize("exaggeration", [1.0, 12.0])
 def test_single_precision_attraction_matches_reference(d, dof, exaggeration):
     """The approximate methods' float32 attraction against the dense float64 reference, on
-    rows of every length from 0 (empty rows) to ~50 (odd and even: the vector loop's
+    empty rows and rows of ~40-75 entries (odd and even lengths: the vector loop's
     remainders), and bit for bit the same under one and two threads."""
     from turbotsne.gradients.attractive import attractive_forces, attractive_forces_single
 
