@@ -66,7 +66,7 @@ def main(argv=None):
     p.add_argument("--perplexity", type=float, default=30.0)
     args = p.parse_args(argv)
     from turbotsne._config import thread_limit
-    from turbotsne.affinity import _index_dtype, conditional_probabilities, symmetrize
+    from turbotsne.affinity_kernels import conditional_probabilities, index_dtype, symmetrize
     from turbotsne.neighbors import HNSW
 
     X, _ = common.load(args.data, args.data_dir)
@@ -75,7 +75,7 @@ def main(argv=None):
     ind, dist = HNSW(n_jobs=args.n_jobs, random_state=0).build(X, k)
     t_knn = time.perf_counter() - t
     sq = np.square(dist)
-    ind = ind.astype(_index_dtype(*ind.shape))
+    ind = ind.astype(index_dtype(*ind.shape))
     with thread_limit(args.n_jobs):
         small = np.ascontiguousarray(sq[:100])  # compile both searches first
         conditional_probabilities(small, args.perplexity, n_jobs=args.n_jobs)

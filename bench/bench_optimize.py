@@ -86,9 +86,9 @@ def _method(impl, n):
     """(library, gradient method); plain "turbotsne" is its "auto" at the full size (FFT from 10,000 points)."""
     lib, _, method = impl.partition("-")
     if not method:
-        from turbotsne.gradients import resolve_auto
+        from turbotsne.engine import NUMBA
 
-        method = resolve_auto(n, 2)
+        method = NUMBA.auto_method(n, 2)
     return lib, method
 
 

@@ -39,12 +39,13 @@ IMPLS = ["turbotsne", "turbotsne-bh", "turbotsne-fft", "turbotsne-exact", "openT
 
 def _run_turbotsne(X, method, n_jobs, n_iter, ee_iter, d=2, seed=0):
     from turbotsne import PerplexityBasedDense, PerplexityBasedNN, TSNEEmbedding
-    from turbotsne.gradients import canonical_method, resolve_auto
+    from turbotsne.engine import NUMBA
+    from turbotsne.gradients import canonical_method
     from turbotsne.initialization import pca
 
     method = canonical_method(method)
     if method == "auto":
-        method = resolve_auto(X.shape[0], d)
+        method = NUMBA.auto_method(X.shape[0], d)
     t0 = time.perf_counter()
     if method == "exact":
         aff = PerplexityBasedDense(X, 30, n_jobs=n_jobs)
@@ -142,9 +143,9 @@ def worker(args):
     input_mb = common.reset_peak_rss()  # the peak below excludes making the data set
     impl = args.impl
     if impl == "turbotsne":  # resolve "auto" at the full size, so the warm-up runs the same kernels
-        from turbotsne.gradients import resolve_auto
+        from turbotsne.engine import NUMBA
 
-        impl = "turbotsne-" + resolve_auto(X.shape[0], args.n_components)
+        impl = "turbotsne-" + NUMBA.auto_method(X.shape[0], args.n_components)
     if args.warmup:
         run_one(impl, X[:2000], args.n_jobs, 20, 20, args.n_components)
     Y, kl, (t_aff, t_ee, t_opt) = run_one(impl, X, args.n_jobs, args.n_iter, args.ee_iter,

@@ -122,7 +122,7 @@ def test_dense_precomputed_equals_raw(digits):
 def test_symmetrize_equals_scipy_reference(n, k):
     """The numba symmetrisation gives SciPy's (P + P^T) / sum bit for bit: sorted columns, summed
     mutual pairs, explicit zeros dropped (a zero conditional whose mirror is zero too)."""
-    from turbotsne.affinity import _MACHINE_EPSILON, symmetrize
+    from turbotsne.affinity_kernels import MACHINE_EPSILON, symmetrize
 
     rng = np.random.default_rng(n)
     ind = np.array([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
@@ -135,7 +135,7 @@ def test_symmetrize_equals_scipy_reference(n, k):
     A.sum_duplicates()
     A.sort_indices()
     A.eliminate_zeros()
-    A.data /= max(A.data.sum(), _MACHINE_EPSILON)
+    A.data /= max(A.data.sum(), MACHINE_EPSILON)
     before = (ind.copy(), cond.copy())
     P = symmetrize(cond, ind)
     np.testing.assert_array_equal(ind, before[0])  # not overwritten unless asked

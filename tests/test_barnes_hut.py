@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import reference
 from conftest import make_clusters
 from turbotsne._config import thread_limit
-from turbotsne.gradients import make_backend, make_reference_repulsion, make_repulsion
+from turbotsne.gradients import make_backend, make_repulsion
 from turbotsne.gradients.barnes_hut import BarnesHutReferenceRepulsion, BarnesHutRepulsion
 from turbotsne.gradients.exact import ExactReferenceRepulsion, exact_reference_repulsion, exact_repulsion
 
@@ -420,11 +420,11 @@ def test_reference_rejects_bad_input():
 
 def test_make_reference_repulsion_bh(rng):
     R = embedding(1500, 2, seed=8)
-    rep = make_reference_repulsion("bh", R, theta=0.5)
+    rep = make_repulsion("bh", reference=R, theta=0.5)
     assert isinstance(rep, BarnesHutReferenceRepulsion) and rep.name == "bh" and rep.theta == 0.5
     Y = queries(R, 300, rng)
     r, z = bh_ref(Y, R, 1.0, 0.5, rep)
     r_np, z_np = reference.reference_repulsion(Y, R, 1.0)
     assert normalised_error(r, z, r_np, z_np) <= 5e-2
     assert max_rel(z, z_np) <= 1e-2
-    assert isinstance(make_reference_repulsion("bh", R, theta=0.0), ExactReferenceRepulsion)
+    assert isinstance(make_repulsion("bh", reference=R, theta=0.0), ExactReferenceRepulsion)

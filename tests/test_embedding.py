@@ -91,7 +91,7 @@ def test_transform_is_independent_of_the_batch(clusters):
 
 
 def test_partial_gradient_matches_reference():
-    from turbotsne.gradients import PartialGradient, make_reference_repulsion
+    from turbotsne.gradients import PartialGradient, make_repulsion
 
     r = np.random.default_rng(0)
     R, Y = r.normal(size=(300, 2)) * 5, r.normal(size=(40, 2)) * 5
@@ -99,7 +99,7 @@ def test_partial_gradient_matches_reference():
     P = sp.csr_matrix(P.multiply(1.0 / P.sum(axis=1)))
     for dof in (1.0, 0.6):
         out = np.empty_like(Y)
-        kl = PartialGradient(R, make_reference_repulsion("exact", R)).gradient(Y, P, dof, 2.0, out, True)
+        kl = PartialGradient(R, make_repulsion("exact", reference=R)).gradient(Y, P, dof, 2.0, out, True)
         rep, z = ref.reference_repulsion(Y, R, dof)
         diff = Y[:, None, :] - R[None, :, :]
         w = ref.kernel(np.einsum("ijk,ijk->ij", diff, diff), dof)

@@ -5,7 +5,7 @@ from sklearn.manifold import trustworthiness
 
 from conftest import make_clusters
 from turbotsne import PerplexityBasedNN, TSNE, TSNEEmbedding
-from turbotsne.gradients import resolve_auto
+from turbotsne.engine import NUMBA
 from turbotsne.initialization import pca
 
 
@@ -76,14 +76,14 @@ def test_bh_in_three_dimensions_runs_and_separates_clusters():
 
 
 def test_auto_choice():
-    assert resolve_auto(5_000, 2) == "bh"
-    assert resolve_auto(50_000, 2) == "fft"
-    assert resolve_auto(50_000, 1) == "fft"
-    assert resolve_auto(50_000, 3) == "fft"
-    assert resolve_auto(5_000, 3) == "bh"
-    assert resolve_auto(50_000, 3, reference=True) == "bh"  # the reference FFT has no near field
-    assert resolve_auto(50_000, 2, reference=True) == "fft"
-    assert resolve_auto(500, 5) == "exact"
+    assert NUMBA.auto_method(5_000, 2) == "bh"
+    assert NUMBA.auto_method(50_000, 2) == "fft"
+    assert NUMBA.auto_method(50_000, 1) == "fft"
+    assert NUMBA.auto_method(50_000, 3) == "fft"
+    assert NUMBA.auto_method(5_000, 3) == "bh"
+    assert NUMBA.auto_method(50_000, 3, reference=True) == "bh"  # the reference FFT has no near field
+    assert NUMBA.auto_method(50_000, 2, reference=True) == "fft"
+    assert NUMBA.auto_method(500, 5) == "exact"
 
 
 @pytest.mark.parametrize("p_dtype", [np.float64, np.float32])

@@ -7,7 +7,7 @@ from reference import gradient as reference_gradient
 from reference import reference_repulsion as naive_reference_repulsion
 from reference import repulsion as reference_repulsion
 from turbotsne._config import thread_limit
-from turbotsne.gradients import make_backend, make_reference_repulsion, make_repulsion
+from turbotsne.gradients import make_backend, make_repulsion
 from turbotsne.gradients.exact import exact_repulsion
 from turbotsne.gradients.fft import (MAX_GRID_NODES, FFTReferenceRepulsion, FFTRepulsion,
                                      grid_size)
@@ -307,7 +307,7 @@ def test_reference_thread_count_does_not_change_result(d, dof):
 
 def test_reference_registry_and_validation():
     R = blobs(100, 2, 10.0)
-    f = make_reference_repulsion("fft", R, n_interpolation_points=4)
+    f = make_repulsion("fft", reference=R, n_interpolation_points=4)
     assert isinstance(f, FFTReferenceRepulsion) and f.n_interpolation_points == 4
     with pytest.raises(ValueError, match="reference embedding has 2"):
         f(np.zeros((3, 3)), 1.0, np.empty((3, 3)), np.empty(3))

@@ -9,8 +9,8 @@ import turbotsne  # noqa: E402
 from conftest import make_clusters  # noqa: E402
 from turbotsne._config import thread_limit  # noqa: E402
 from turbotsne.gpu import gradients as tg  # noqa: E402
-from turbotsne.gpu.gradients import make_torch_backend, make_torch_reference_backend  # noqa: E402
-from turbotsne.gradients import PartialGradient, make_backend, make_reference_repulsion  # noqa: E402
+from turbotsne.gpu.gradients import make_backend as make_torch_backend  # noqa: E402
+from turbotsne.gradients import PartialGradient, make_backend, make_repulsion  # noqa: E402
 
 DEVICE = "cpu"
 N = 600
@@ -90,9 +90,9 @@ def test_exact_tiling_and_chunking_do_not_change_the_result(affinities, dense, m
 
 def test_bh_is_rejected_and_dense_needs_exact(affinities):
     P, Pd = affinities
-    for factory, arg in ((make_torch_backend, P), (make_torch_reference_backend, np.zeros((5, 2)))):
+    for kwargs in ({"P": P}, {"reference": np.zeros((5, 2))}):
         with pytest.raises(ValueError, match="'bh' is not available with backend='torch'; use 'fft' or 'exact'"):
-            factory("bh", arg, device=DEVICE)
+            make_torch_backend("bh", device=DEVICE, **kwargs)
     with pytest.raises(ValueError, match="dense P is only supported by the exact method"):
         make_torch_backend("fft", Pd, device=DEVICE)
     with pytest.raises(ValueError, match="'dtype' parameter must be torch.float32 or torch.float64"):
@@ -127,7 +127,7 @@ def test_callers_arrays_are_not_modified(affinities):
     for dtype in (torch.float64, torch.float32):  # float64 on the CPU could share memory
         for method in ("exact", "fft"):
             torch_gradient(make_torch_backend(method, P, device=DEVICE, dtype=dtype), P, Y, 1.0, 12.0, dtype)
-            torch_gradient(make_torch_reference_backend(method, R, device=DEVICE, dtype=dtype), Pn, Yn, 1.0,
+            torch_gradient(make_torch_backend(method, reference=R, device=DEVICE, dtype=dtype), Pn, Yn, 1.0,
                            1.0, dtype)
         torch_gradient(make_torch_backend("exact", Pd, device=DEVICE, dtype=dtype), Pd, Y, 1.0, 12.0, dtype)
     for a, b in zip((P.data, P.indices, P.indptr, Pd, R, Pn.data, Pn.indices, Pn.indptr), saved):
@@ -253,12 +253,12 @@ def test_reference_backends_match_partial_gradient(method, d, dof):
     assert np.any(Y < R.min(axis=0)) and np.any(Y > R.max(axis=0))
     P = partial_P(200, 800, seed=d)
     out = np.empty_like(Y)
-    kl = PartialGradient(R, make_reference_repulsion(method, R)).gradient(Y, P, dof, 2.0, out, True)
+    kl = PartialGradient(R, make_repulsion(method, reference=R)).gradient(Y, P, dof, 2.0, out, True)
     # the numba and torch grids agree (3-D: below the numba cap); float32 rounding only
     # (measured <= 1.2e-6 of the largest gradient for both methods)
     tol = 1e-5
     for dtype in (torch.float32, torch.float64):
-        backend = make_torch_reference_backend(method, R, device=DEVICE, dtype=dtype)
+        backend = make_torch_backend(method, reference=R, device=DEVICE, dtype=dtype)
         assert backend.name == method
         gt, klt = torch_gradient(backend, P, Y, dof, 2.0, dtype)
         assert rel_max(gt, out) <= (tol if dtype == torch.float32 else 1e-10)
@@ -271,7 +271,7 @@ def test_reference_fft_regrids_only_when_points_leave_the_grid():
     rng = np.random.default_rng(71)
     Y1 = lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(100, 2))
     P = partial_P(100, 800)
-    backend = make_torch_reference_backend("fft", R, device=DEVICE)
+    backend = make_torch_backend("fft", reference=R, device=DEVICE)
     torch_gradient(backend, P, Y1, 1.0, 1.0)
     rep = backend.repulsion
     grids, phi = rep.n_grids, rep._phi
@@ -281,6 +281,6 @@ def test_reference_fft_regrids_only_when_points_leave_the_grid():
     g, kl = torch_gradient(backend, P, Y3, 1.0, 1.0)
     assert rep.n_grids == grids + 1
     out = np.empty_like(Y3)
-    kl_ref = PartialGradient(R, make_reference_repulsion("exact", R)).gradient(Y3, P, 1.0, 1.0, out, True)
+    kl_ref = PartialGradient(R, make_repulsion("exact", reference=R)).gradient(Y3, P, 1.0, 1.0, out, True)
     assert rel_norm(g, out) <= 1e-2
     assert kl == pytest.approx(kl_ref, rel=1e-3)

@@ -163,10 +163,10 @@ def test_pickle_after_torch_optimize(small, small_affinities, tmp_path):
     X, _ = small
     emb = TSNEEmbedding(pca(X, 2, random_state=0), small_affinities, **TORCH)
     emb.optimize(10, inplace=True)
-    assert "_torch_backend" in emb.__dict__
+    assert "_backend_cache" in emb.__dict__
     emb.save(tmp_path / "e.pkl")
     loaded = TSNEEmbedding.load(tmp_path / "e.pkl")
-    assert "_torch_backend" not in loaded.__dict__
+    assert "_backend_cache" not in loaded.__dict__
     a = emb.optimize(10)
     b = loaded.optimize(10)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

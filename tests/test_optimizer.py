@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from turbotsne.optimizer import OptimizerState, _step, resolve_learning_rate
+from turbotsne.optimizer import OptimizerState, _step
+from turbotsne.options import resolve_learning_rate
 
 
 def naive_step(Y, grad, update, gains, lr, momentum, max_grad_norm, max_step_norm):

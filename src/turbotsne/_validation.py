@@ -81,20 +81,6 @@ def check_n_jobs(n_jobs, owner):
     return int(n_jobs)
 
 
-def check_gradient_options(owner, *, dof, theta, n_interpolation_points, min_num_intervals, ints_in_interval,
-                           max_grad_norm, max_step_norm, callbacks_every_iters, n_jobs):
-    """Checks shared by ``TSNE`` and ``TSNEEmbedding.optimize``."""
-    check_scalar(dof, "dof", owner, float, low=0.0)
-    check_scalar(theta, "theta", owner, float, low=0.0, closed="left")
-    check_scalar(n_interpolation_points, "n_interpolation_points", owner, int, low=1, closed="left")
-    check_scalar(min_num_intervals, "min_num_intervals", owner, int, low=1, closed="left")
-    check_scalar(ints_in_interval, "ints_in_interval", owner, float, low=0.0)
-    check_scalar(max_grad_norm, "max_grad_norm", owner, float, low=0.0, allow_none=True)
-    check_scalar(max_step_norm, "max_step_norm", owner, float, low=0.0, allow_none=True)
-    check_scalar(callbacks_every_iters, "callbacks_every_iters", owner, int, low=1, closed="left")
-    check_n_jobs(n_jobs, owner)
-
-
 def check_bool(value, name, owner):
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"The {name!r} parameter of {owner} must be a bool. Got {value!r} instead.")

@@ -2,362 +2,31 @@
 
 Every affinity object exposes ``P``, a symmetric CSR matrix that sums to 1
 (or, for scikit-learn's exact method, a dense ndarray), and the neighbour index
-it was built with, for placing new points later.
+it was built with, for placing new points later (:meth:`Affinities.to_new`).
 
 Gaussian kernels act on *squared* metric distances for every metric (the
 Euclidean case is scikit-learn's and openTSNE's convention; for other metrics
-squaring keeps the kernel a Gaussian in that metric's distance). Per point the
-precision is found to the target perplexity with scikit-learn's and openTSNE's
-stopping rule (entropy in nats within 1e-5 of ``log(perplexity)``, at most 100
-steps), but by a safeguarded Newton iteration on ``log(beta)`` instead of their
-bisection from ``beta = 1`` (see :func:`_perplexity_search`): the precisions
-differ from theirs by at most the tolerance's worth (~1e-5 relative), in 6-9
-steps instead of 30-40.
+squaring keeps the kernel a Gaussian in that metric's distance). The precision
+per point follows scikit-learn's and openTSNE's stopping rule
+(:mod:`turbotsne.affinity_kernels`). The classes validate their parameters,
+build the neighbour index and hand the arithmetic to the engine
+(:mod:`turbotsne.engine`): the numba kernels, or torch on a device.
 """
 from __future__ import annotations
 
 import logging
 import warnings
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
-from ._config import FASTMATH, thread_limit
 from ._validation import check_bool, check_data, check_metric, check_n_jobs, check_neighbors, check_scalar, check_verbose
-from .gpu import NUMBA, resolve_engine
+from .affinity_kernels import (conditional_probabilities, joint_probabilities_dense,  # noqa: F401  (public here too)
+                               joint_probabilities_nn, symmetrize)
+from .engine import NUMBA, resolve_engine
 from .neighbors import NEIGHBORS_METHODS, Exact, KNNIndex, get_knn_index
 
 log = logging.getLogger(__name__)
-
-_EPSILON_DBL = 1e-8
-_PERPLEXITY_TOLERANCE = 1e-5
-_MACHINE_EPSILON = np.finfo(np.double).eps
-
-
-#: rows per block of the perplexity search and the symmetrisation's merge (each block has its own
-#: row buffers; the blocks, not the threads, partition the rows, so the result does not depend on
-#: the thread count)
-_ROW_BLOCK = 256
-
-
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, betas):
-    """Conditional probabilities ``p_{j|i}`` row by row (each thread owns blocks of rows).
-
-    ``sq_distances`` is ``(n, k)``; when ``skip_self`` the matrix is square and
-    its diagonal is left out (scikit-learn's dense exact path). ``betas[i]``
-    receives the precision found for row ``i``. Each row is copied into a float64
-    buffer before its search, so ``out`` may be ``sq_distances`` itself (in place), and
-    float32 distances are searched in double precision.
-
-    The entropy ``H`` falls with ``beta``, and ``dH / dlog(beta) = -Var_p(beta d)``
-    (``d`` the shifted squared distances, ``p`` the row's probabilities), so each step
-    takes a Newton step in ``log(beta)`` (at most a factor e^5) from a start at
-    ``1 / mean(d)``, the scale of the row. Safeguards: the steps keep a bracket
-    ``[beta_min, beta_max]`` of the root (from the sign of ``H - log(perplexity)``); a
-    Newton step that leaves it, or follows a step that did not halve ``|H -
-    log(perplexity)|``, is replaced by the geometric midpoint of the bracket (or a
-    doubling / halving while it is open). On MNIST-70k's k = 90 rows at perplexity 30:
-    6.6 steps on average, 9 at most, against 33.8 and 38 for bisection from
-    ``beta = 1``; 0.11 instead of 0.87 s on 2 threads (ad hoc comparison).
-    """
-    n, k = sq_distances.shape
-    target = np.log(perplexity)
-    for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        d = np.empty(k)
-        p = np.empty(k)
-        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
-            # Distances are shifted by the row's smallest one (self excluded): the
-            # probabilities and the entropy are unchanged, but the largest kernel
-            # value is exp(0) = 1, so the sum never underflows (a sum of 0 or a
-            # subnormal sum gave 0/0 = NaN for tiny perplexities and huge scales).
-            shift = np.inf
-            for j in range(k):
-                d[j] = sq_distances[i, j]
-                if not (skip_self and j == i) and d[j] < shift:
-                    shift = d[j]
-            if shift == np.inf:
-                shift = 0.0
-            count = max(k - 1 if skip_self else k, 1)
-            mean = 0.0  # of the shifted distances, summed in shares (no overflow even at d ~ 1e308)
-            for j in range(k):
-                d[j] -= shift
-                if not (skip_self and j == i):
-                    mean += d[j] / count
-            beta = 1.0 / mean if mean > 0.0 else 1.0
-            beta_min = 0.0
-            beta_max = np.inf
-            previous = np.inf
-            for _ in range(max_iter):
-                s = 0.0
-                for j in range(k):
-                    if skip_self and j == i:
-                        p[j] = 0.0
-                    else:
-                        v = np.exp(-d[j] * beta)
-                        p[j] = v
-                        s += v
-                if s == 0.0:
-                    s = _EPSILON_DBL
-                e1 = 0.0  # moments of beta * d under p: dimensionless, no overflow at any scale
-                e2 = 0.0
-                for j in range(k):
-                    p[j] /= s
-                    bd = d[j] * beta
-                    e1 += bd * p[j]
-                    e2 += bd * bd * p[j]
-                entropy = np.log(s) + e1
-                diff = entropy - target
-                if np.abs(diff) <= tol:
-                    break
-                if diff > 0.0:
-                    beta_min = beta
-                else:
-                    beta_max = beta
-                slope = -(e2 - e1 * e1)  # dH / dlog(beta) = -Var_p(beta d)
-                halved = np.abs(diff) < 0.5 * previous
-                previous = np.abs(diff)
-                candidate = -1.0
-                if slope < 0.0 and halved:
-                    candidate = beta * np.exp(min(max(-diff / slope, -5.0), 5.0))
-                if beta_min < candidate < beta_max:
-                    beta = candidate
-                elif beta_max == np.inf:
-                    beta *= 2.0
-                elif beta_min == 0.0:
-                    beta /= 2.0
-                else:
-                    beta = np.sqrt(beta_min) * np.sqrt(beta_max)  # (the product may overflow)
-            for j in range(k):
-                out[i, j] = p[j]
-            betas[i] = beta
-
-
-def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jobs=1, return_betas=False,
-                              overwrite=False):
-    """Row-normalised Gaussian conditionals of ``sq_distances`` at ``perplexity``
-    (and, with ``return_betas``, the precision of each row).
-
-    float32 distances give float32 conditionals (searched in double precision), anything
-    else float64. With ``overwrite`` a C-contiguous float32 / float64 input receives the
-    conditionals in place (no second ``(n, k)`` array)."""
-    dtype = np.float32 if sq_distances.dtype == np.float32 else np.float64
-    D = np.ascontiguousarray(sq_distances, dtype=dtype)
-    out = D if overwrite else np.empty_like(D)
-    betas = np.empty(D.shape[0])
-    with thread_limit(n_jobs):
-        _perplexity_search(D, bool(skip_self), float(perplexity), _PERPLEXITY_TOLERANCE, 100, out, betas)
-    return (out, betas) if return_betas else out
-
-
-def _index_dtype(n, k):
-    """Column indices of the symmetric P of an ``(n, k)`` kNN graph (at most ``2 n k`` entries)."""
-    return np.int32 if 2 * n * k < 2 ** 31 - 1 else np.int64
-
-
-def symmetrize(conditional, indices, n_samples=None, *, overwrite=False):
-    """``(P + P^T) / sum`` of a kNN conditional matrix, as CSR (sorted indices, no stored zeros).
-
-    The same matrix, bit for bit, as SciPy's ``(P + P.T).tocsr()`` with ``sum_duplicates`` /
-    ``sort_indices`` / ``eliminate_zeros`` (tested), built without a transpose inside two flat
-    buffers of ``2 n k`` entries (P's most) whose front holds the kNN rows: numba kernels sort
-    each row by column, find every pair's mirror by bisection in the other row and write the
-    pair's sum into both of its entries, drop zero entries and count the pairs whose mirror is
-    absent into their target rows; then the rows move to their output positions, the
-    mirror-less pairs are scattered into the tails of their target rows, and each row's two
-    sorted parts are merged in place. P's ``data`` / ``indices`` are the fronts of the buffers
-    (the unused rest is never touched, so never resident; SciPy copies them out when they are
-    under half the buffer, which takes zero conditionals: without them P has at least ``n k``
-    entries). Beside them one byte per kNN entry
-    is allocated (whether the pair has a mirror). float32 conditionals give a float32 P (its
-    normalising sum taken in float64), anything else float64.
-
-    With ``overwrite`` the input arrays may be reused and their contents are lost: when they
-    are already such buffers' fronts (the approximate indexes' compact outputs are, see
-    :func:`turbotsne.neighbors.knn_dtypes`) P is built in their memory, with no copy of the kNN
-    graph beside it (1M points at k = 90: 0.7 GB less at the peak). Otherwise the rows are
-    copied into new buffers. A row may not list the same neighbour twice (no index does).
-    """
-    n, k = conditional.shape
-    n_samples = n if n_samples is None else n_samples
-    if n_samples != n:
-        raise ValueError(f"symmetrize needs a square kNN matrix; got {n} rows and n_samples={n_samples}.")
-    index_type = _index_dtype(n, k)
-    cond = _with_room(conditional, np.float32 if conditional.dtype == np.float32 else np.float64, overwrite)
-    ind = _with_room(indices, index_type, overwrite)
-    del conditional, indices
-    has_mirror = np.zeros((n, k), dtype=np.bool_)
-    own = np.empty(n, dtype=np.int64)
-    counts = _sum_pairs(ind[:n * k].reshape(n, k), cond[:n * k].reshape(n, k), has_mirror, own)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    del counts
-    _place_rows(ind, cond, own, indptr, k)
-    _scatter_unmatched(ind, cond, has_mirror, own, indptr)
-    del has_mirror
-    _merge_tails(ind, cond, own, indptr, k)
-    nnz = int(indptr[-1])
-    cond, ind = cond[:nnz], ind[:nnz]
-    cond /= max(float(cond.sum(dtype=np.float64)), _MACHINE_EPSILON)
-    P = sp.csr_matrix((cond, ind, indptr.astype(index_type)), shape=(n, n))
-    P.has_sorted_indices = True
-    return P
-
-
-def _with_room(a, dtype, overwrite):
-    """A flat ``dtype`` buffer of ``2 n k`` entries whose front holds the ``(n, k)`` array ``a``
-    row by row: ``a``'s own buffer when ``overwrite`` and ``a`` is such a front, else a new one
-    (the part beyond ``n k`` left untouched)."""
-    n, k = a.shape
-    base = a.base
-    if (overwrite and isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous
-            and isinstance(base, np.ndarray) and base.ndim == 1 and base.dtype == dtype
-            and base.size >= 2 * n * k and base.flags.writeable and base.ctypes.data == a.ctypes.data):
-        return base
-    buf = np.empty(2 * n * k, dtype=dtype)
-    buf[:n * k].reshape(n, k)[...] = a
-    return buf
-
-
-@numba.njit(cache=True, inline="always")
-def _find(row, x):
-    """Position of ``x`` in the sorted ``row``, or -1."""
-    lo, hi = 0, row.shape[0]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < row.shape[0] and row[lo] == x else -1
-
-
-@numba.njit(parallel=True, cache=True)
-def _sum_pairs(ind, cond, has_mirror, own):
-    """In the ``(n, k)`` kNN arrays: sort each row by column, give both entries of every pair
-    ``(i, j)`` / ``(j, i)`` their sum ``p_{j|i} + p_{i|j}`` (``has_mirror`` marks them; a
-    self-pair is doubled), drop the zero entries (rows compacted to the front, ``own[i]``
-    entries kept). Returns every output row's entries: its own plus the mirror-less pairs
-    ``(j, i)`` that point at it."""
-    n, k = ind.shape
-    for i in numba.prange(n):
-        order = np.argsort(ind[i])
-        ci = ind[i][order]
-        cv = cond[i][order]
-        ind[i] = ci
-        cond[i] = cv
-    for i in numba.prange(n):
-        # each pair is searched and summed once, from its lower row; the entry written in the
-        # higher row belongs to this pair alone, and that row's thread does not read it (it
-        # skips columns below its row), so no two threads touch the same element
-        for t in range(k):
-            j = ind[i, t]
-            if j == i:
-                has_mirror[i, t] = True
-                cond[i, t] += cond[i, t]
-            elif j > i:
-                pos = _find(ind[j], i)
-                if pos >= 0:
-                    v = cond[i, t] + cond[j, pos]
-                    cond[i, t] = v
-                    cond[j, pos] = v
-                    has_mirror[i, t] = True
-                    has_mirror[j, pos] = True
-    for i in numba.prange(n):
-        c = 0
-        for t in range(k):
-            if cond[i, t] != 0.0:
-                ind[i, c] = ind[i, t]
-                cond[i, c] = cond[i, t]
-                has_mirror[i, c] = has_mirror[i, t]
-                c += 1
-        own[i] = c
-    counts = own.copy()
-    for i in range(n):  # serial: rows receive from rows other threads would own
-        for t in range(own[i]):
-            if not has_mirror[i, t]:
-                counts[ind[i, t]] += 1
-    return counts
-
-
-@numba.njit(cache=True)
-def _place_rows(ind, cond, own, indptr, k):
-    """Move row ``i``'s ``own[i]`` entries from ``k * i`` (the kNN layout, flattened) to
-    ``indptr[i]``. Rows moving towards the front go first, in ascending order, then the rest
-    in descending order: as ``own[i] <= k`` and ``own[i] <= indptr[i + 1] - indptr[i]``, no move
-    overwrites entries still to be moved (serial; a copy of the kNN entries' bytes)."""
-    n = own.shape[0]
-    for i in range(n):
-        src, dst = i * k, indptr[i]
-        if dst < src:
-            for t in range(own[i]):
-                ind[dst + t] = ind[src + t]
-                cond[dst + t] = cond[src + t]
-    for i in range(n - 1, -1, -1):
-        src, dst = i * k, indptr[i]
-        if dst > src:
-            for t in range(own[i] - 1, -1, -1):
-                ind[dst + t] = ind[src + t]
-                cond[dst + t] = cond[src + t]
-
-
-@numba.njit(cache=True)
-def _scatter_unmatched(ind, cond, has_mirror, own, indptr):
-    """Each mirror-less pair ``(i, j)`` of row ``i``'s own entries as entry ``(j, i)`` behind
-    row ``j``'s own entries (serial, ``i`` ascending: each row's tail comes out sorted)."""
-    n = own.shape[0]
-    cursor = indptr[:n] + own
-    for i in range(n):
-        for t in range(own[i]):
-            if not has_mirror[i, t]:
-                j = ind[indptr[i] + t]
-                ind[cursor[j]] = i
-                cond[cursor[j]] = cond[indptr[i] + t]
-                cursor[j] += 1
-
-
-@numba.njit(parallel=True, cache=True)
-def _merge_tails(ind, cond, own, indptr, k):
-    """Merge each row's two column-sorted parts (its own entries, then the tail of mirror-less
-    pairs) in place: the own entries are copied into a block's buffer (at most ``k``), then
-    merged from the front, where writing never overtakes the tail's next unread entry."""
-    n = own.shape[0]
-    for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        bi = np.empty(k, dtype=ind.dtype)
-        bv = np.empty(k, dtype=cond.dtype)
-        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
-            lo, m, hi = indptr[i], own[i], indptr[i + 1]
-            if m == hi - lo:
-                continue  # no tail
-            for t in range(m):
-                bi[t] = ind[lo + t]
-                bv[t] = cond[lo + t]
-            w, a, b = lo, 0, lo + m
-            while a < m:
-                if b < hi and ind[b] < bi[a]:
-                    ind[w] = ind[b]
-                    cond[w] = cond[b]
-                    b += 1
-                else:
-                    ind[w] = bi[a]
-                    cond[w] = bv[a]
-                    a += 1
-                w += 1
-
-
-def joint_probabilities_nn(indices, distances, perplexity, *, n_jobs=1):
-    """Sparse symmetric P from kNN ``indices``/``distances`` (metric distances)."""
-    cond = conditional_probabilities(np.square(distances), perplexity, n_jobs=n_jobs)
-    return symmetrize(cond, np.asarray(indices, dtype=np.int64))
-
-
-def joint_probabilities_dense(sq_distances, perplexity, *, n_jobs=1):
-    """Dense symmetric P over all pairs (scikit-learn's exact method)."""
-    cond = conditional_probabilities(sq_distances, perplexity, skip_self=True, n_jobs=n_jobs)
-    P = cond + cond.T
-    P /= max(P.sum(), _MACHINE_EPSILON)
-    return P
 
 
 def check_perplexity(perplexity, n_samples):
@@ -371,10 +40,6 @@ def check_perplexity(perplexity, n_samples):
         )
         return new
     return perplexity
-
-
-def _check_positive(value, name, owner):
-    return check_scalar(value, name, owner, float, low=0.0)
 
 
 def _check_finite_positive(value, name, owner):
@@ -416,7 +81,7 @@ class Affinities:
     """
 
     P = None
-    #: where the conditional probabilities are computed (see :mod:`turbotsne.gpu`)
+    #: where the conditional probabilities are computed (see :mod:`turbotsne.engine`)
     engine = NUMBA
 
     @property
@@ -465,21 +130,14 @@ class _NeighborAffinities(Affinities):
         # at k = 90 they took 1.4 KB per point for the whole optimisation); large compact ones
         # (int32 / float32) become P's storage: the squares, the conditionals and P are written
         # into them (P's values then float32)
-        if not self.engine.is_torch:
-            indices = indices.astype(_index_dtype(*indices.shape), copy=False)
+        indices = self.engine.knn_indices(indices)
         in_place = distances.dtype == np.float32  # a compact output: it becomes P's storage
         sq = np.square(distances, out=distances if in_place else None)
         del distances
         cond = self._conditional(sq, **self._params())
-        if self.engine.is_torch:
-            from .gpu import affinity as torch_affinity
-
-            del sq
-            self.P = torch_affinity.symmetrize(cond, indices)
-        else:
-            cond = np.asarray(cond, dtype=sq.dtype)
-            del sq
-            self.P = symmetrize(cond, indices, overwrite=True)
+        dtype = sq.dtype
+        del sq
+        self.P = self.engine.symmetrize(cond, indices, dtype)
 
     def _params(self):
         return {}
@@ -506,23 +164,40 @@ class _NeighborAffinities(Affinities):
         need = min(n_ref, self._k_for(params))
         k_query = need if k is None else max(need, min(int(k), n_ref))
         indices, distances = self.knn_index.query(data, k_query)
-        cond = self._conditional(np.square(distances[:, :need]), **params)
-        if not isinstance(cond, np.ndarray):  # a tensor from the torch engine
-            cond = cond.cpu().numpy()
+        cond = self.engine.to_numpy(self._conditional(np.square(distances[:, :need]), **params))
         P = _rows_to_csr(cond, indices[:, :need], n_ref)
         if return_distances:
             return P, indices, distances
         return P
 
 
-class PerplexityBasedNN(_NeighborAffinities):
+class _PerplexityKernel:
+    """The Gaussian kernel at a target perplexity, shared by the sparse and the dense class:
+    ``3 * perplexity`` neighbours, conditionals by the engine's perplexity search."""
+
+    def _params(self):
+        return {"perplexity": self.perplexity}
+
+    @staticmethod
+    def _check_params(params, owner):
+        return {"perplexity": _check_perplexity_value(params["perplexity"], owner)}
+
+    @staticmethod
+    def _k_for(params):
+        return max(1, int(3 * params["perplexity"]))
+
+    def _conditional(self, sq_distances, perplexity):
+        return self.engine.conditional_probabilities(sq_distances, perplexity, self.n_jobs)
+
+
+class PerplexityBasedNN(_PerplexityKernel, _NeighborAffinities):
     """Gaussian affinities on the ``k = min(N - 1, 3 * perplexity)`` nearest neighbours.
 
     Parameters follow openTSNE's ``PerplexityBasedNN``: ``perplexity``,
     ``method`` (the ``neighbors`` choice or a :class:`~turbotsne.neighbors.KNNIndex`),
     ``metric``, ``metric_params``, ``n_jobs``, ``random_state``,
     ``k_neighbors`` ("auto" = 3 * perplexity) and ``knn_index`` (reuse a built index).
-    Keyword-only ``device`` / ``backend`` (see :mod:`turbotsne.gpu`): on a torch
+    Keyword-only ``device`` / ``backend`` (see :mod:`turbotsne.engine`): on a torch
     engine the perplexity search and the symmetrisation run on that device
     (the neighbour index is still the one ``method`` names).
     """
@@ -543,24 +218,6 @@ class PerplexityBasedNN(_NeighborAffinities):
             k = min(n - 1, k_neighbors)
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
 
-    def _params(self):
-        return {"perplexity": self.perplexity}
-
-    @staticmethod
-    def _check_params(params, owner):
-        return {"perplexity": _check_perplexity_value(params["perplexity"], owner)}
-
-    @staticmethod
-    def _k_for(params):
-        return max(1, int(3 * params["perplexity"]))
-
-    def _conditional(self, sq_distances, perplexity):
-        if self.engine.is_torch:
-            from .gpu import affinity as torch_affinity
-
-            with thread_limit(self.n_jobs):
-                return torch_affinity.conditional_probabilities(sq_distances, perplexity, self.engine.device)
-        return conditional_probabilities(sq_distances, perplexity, n_jobs=self.n_jobs, overwrite=True)
 
 
 class FixedSigmaNN(_NeighborAffinities):
@@ -669,7 +326,7 @@ def check_exact_size(n_samples, owner, allow_large=False):
             f"to allow it.")
 
 
-class PerplexityBasedDense(Affinities):
+class PerplexityBasedDense(_PerplexityKernel, _NeighborAffinities):
     """Gaussian affinities over all pairs (dense P): scikit-learn's exact method.
 
     ``O(N^2)`` memory; used by ``negative_gradient_method="exact"``. Refuses
@@ -683,8 +340,6 @@ class PerplexityBasedDense(Affinities):
 
     def __init__(self, data, perplexity=30, metric="euclidean", metric_params=None, n_jobs=1, *,
                  allow_large=False, device="cpu", backend="auto"):
-        from sklearn.metrics import pairwise_distances
-
         owner = type(self).__name__
         self.engine = resolve_engine(device, backend, owner)
         perplexity = _check_perplexity_value(perplexity, owner)
@@ -704,44 +359,14 @@ class PerplexityBasedDense(Affinities):
         self.perplexity = check_perplexity(perplexity, n)
         self.n_jobs = n_jobs
         self.metric, self.metric_params = metric, metric_params
-        # pairwise_distances is not split over jobs: its chunking would make P depend on n_jobs.
-        torch_metric = self.engine.is_torch and metric in ("euclidean", "sqeuclidean", "cosine") \
-            and not metric_params and not sp.issparse(data)
-        if torch_metric:
-            from .gpu import affinity as torch_affinity
-
-            with thread_limit(n_jobs):
-                D = torch_affinity.squared_distances(data, metric, self.engine.device)
-        elif metric == "precomputed":
-            D = np.asarray(data, dtype=np.float64) ** 2
-        elif metric == "euclidean":
-            D = pairwise_distances(data, metric="euclidean", squared=True)
-        else:
-            D = pairwise_distances(data, metric=metric, **(metric_params or {})) ** 2
-        if self.engine.is_torch:
-            from .gpu import affinity as torch_affinity
-
-            with thread_limit(n_jobs):
-                self.P = torch_affinity.joint_probabilities_dense(D, self.perplexity, self.engine.device)
-        else:
-            self.P = joint_probabilities_dense(D, self.perplexity, n_jobs=n_jobs)
+        self.P = self.engine.dense_joint_probabilities(data, metric, metric_params, self.perplexity, n_jobs)
         self.knn_index = None if metric == "precomputed" else Exact(
             metric=metric, metric_params=metric_params, n_jobs=n_jobs).fit(data)
 
     def to_new(self, data, k=None, return_distances=False, perplexity=None):
         if self.knn_index is None:
             raise ValueError("New points cannot be related to a reference given as precomputed distances.")
-        perplexity = self.perplexity if perplexity is None else perplexity
-        return PerplexityBasedNN.to_new(self, data, k=k, return_distances=return_distances,
-                                        perplexity=perplexity)
-
-    _k_for = staticmethod(PerplexityBasedNN._k_for)
-    _check_params = staticmethod(PerplexityBasedNN._check_params)
-
-    def _params(self):
-        return {"perplexity": self.perplexity}
-
-    _conditional = PerplexityBasedNN._conditional
+        return super().to_new(data, k=k, return_distances=return_distances, perplexity=perplexity)
 
 
 class PrecomputedAffinities(Affinities):

@@ -13,32 +13,25 @@ points are attracted by their neighbours in the reference and repelled by the
 whole reference, which stays fixed. Each new point is optimised independently
 of the others (its own normalisation), so a point lands in the same place
 whether it is transformed alone or in a batch.
+
+Each ``optimize`` call builds its :class:`~turbotsne.options.OptimizeOptions` once,
+resolves the engine and "auto" once, and hands both to the optimiser.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import pickle
 
 import numpy as np
 
-from . import gpu, gradients
-from ._validation import (check_bool, check_callbacks, check_gradient_options, check_option, check_scalar,
-                          check_verbose)
+from ._validation import check_bool, check_option, check_scalar
 from .callbacks import make_progress
-from .gpu import resolve_engine
-from .optimizer import NumpyOps, OptimizationInterrupt, OptimizerState, gradient_descent, resolve_learning_rate
+from .engine import resolve_engine
+from .optimizer import OptimizationInterrupt, OptimizerState, gradient_descent
+from .options import EMBEDDING_DEFAULTS, OptimizeOptions, resolve
 
 log = logging.getLogger(__name__)
-
-_GRADIENT_DEFAULTS = dict(
-    negative_gradient_method="auto", dof=1, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
-    ints_in_interval=1, max_grad_norm=None, max_step_norm=5, n_jobs=1, callbacks=None,
-    callbacks_every_iters=50, verbose=False, min_grad_norm=None, n_iter_without_progress=None,
-    device="cpu", backend="auto",
-)
-_REPULSION_OPTIONS = ("theta", "n_interpolation_points", "min_num_intervals", "ints_in_interval", "n_jobs")
 
 
 class _Embedding:
@@ -59,7 +52,7 @@ class _Embedding:
         if not np.all(np.isfinite(self.embedding)):
             raise ValueError("The embedding contains NaN or infinity.")
         self.random_state = random_state
-        self.gradient_descent_params = {**_GRADIENT_DEFAULTS, **gradient_descent_params}
+        self.gradient_descent_params = {**EMBEDDING_DEFAULTS, **gradient_descent_params}
         self.optimizer_state = OptimizerState(self.embedding.shape)
         self.kl_divergence = None
         self.n_iter = 0
@@ -123,79 +116,57 @@ class _Embedding:
             (``negative_gradient_method``, ``dof``, ``theta``, ``max_grad_norm``, ...).
         """
         _check_keys(gradient_descent_params, "optimize()")
-        params = {**self.gradient_descent_params, **gradient_descent_params}
         owner = f"{type(self).__name__}.optimize"
         n_iter = check_scalar(n_iter, "n_iter", owner, int, low=0, closed="left")
         check_bool(inplace, "inplace", owner)
         check_bool(propagate_exception, "propagate_exception", owner)
-        check_verbose(params["verbose"], owner, hooks=True)
-        check_scalar(params["min_grad_norm"], "min_grad_norm", owner, float, low=0.0, closed="left", allow_none=True)
-        check_scalar(params["n_iter_without_progress"], "n_iter_without_progress", owner, int, low=1, closed="left",
-                     allow_none=True)
-        exaggeration = check_scalar(exaggeration, "exaggeration", owner, float, low=0.0, allow_none=True) or 1.0
-        momentum = check_scalar(momentum, "momentum", owner, float, low=0.0, high=1.0, closed="left")
-        learning_rate = check_scalar(learning_rate, "learning_rate", owner, float, low=0.0, options=("auto",))
-        check_gradient_options(owner, **{k: params[k] for k in (
-            "dof", "theta", "n_interpolation_points", "min_num_intervals", "ints_in_interval",
-            "max_grad_norm", "max_step_norm", "callbacks_every_iters", "n_jobs")})
-        callbacks = check_callbacks(params["callbacks"], owner)
-        method = gradients.canonical_method(params["negative_gradient_method"])
-
-        engine = resolve_engine(params["device"], params["backend"], owner)
+        options = OptimizeOptions.build(owner, **{**self.gradient_descent_params, **gradient_descent_params},
+                                        learning_rate=learning_rate, exaggeration=exaggeration, momentum=momentum)
+        engine = resolve_engine(options.device, options.backend, owner)
 
         target = self if inplace else self._copy()
-        n, d = target.embedding.shape
-        lr = resolve_learning_rate(learning_rate, n, exaggeration)
         if n_iter == 0:
             return target
-        backend = target._cached_backend(method, {k: params[k] for k in _REPULSION_OPTIONS}, engine)
+        n_samples, n_components, dense, reference = target._gradient_problem()
+        options = resolve(options, n_samples, n_components, engine, dense=dense, reference=reference is not None)
+        backend = target._gradient_backend(options, engine, n_components, reference)
         log.info("Optimising %d points for %d iterations (method %s, %s, exaggeration %g, learning rate %g)",
-                 n, n_iter, backend.name, engine, exaggeration, lr)
-        if engine.is_torch:
-            from .gpu.optimizer import DeviceRun, TorchOps
-
-            run, ops = DeviceRun(engine, target.embedding, target.optimizer_state), TorchOps
-        else:
-            run, ops = contextlib.nullcontext(), NumpyOps
+                 target.embedding.shape[0], n_iter, backend.name, engine, options.exaggeration,
+                 options.learning_rate)
         try:
-            with run:
-                Y, state = (run.Y, run.state) if engine.is_torch else (target.embedding, target.optimizer_state)
-                kl, done = gradient_descent(
-                    Y, target.P, backend, state, n_iter,
-                    learning_rate=lr, momentum=momentum, exaggeration=exaggeration, dof=float(params["dof"]),
-                    max_grad_norm=params["max_grad_norm"], max_step_norm=params["max_step_norm"],
-                    callbacks=callbacks, callbacks_every_iters=params["callbacks_every_iters"],
-                    recentre=self._recentre, n_jobs=params["n_jobs"], verbose=params["verbose"],
-                    min_grad_norm=params["min_grad_norm"],
-                    n_iter_without_progress=params["n_iter_without_progress"],
-                    progress=make_progress(params["verbose"], exaggeration), ops=ops)
+            with engine.optimizer_arrays(target.embedding, target.optimizer_state) as (Y, state, ops):
+                kl, done = gradient_descent(Y, target.P, backend, state, n_iter, options, ops=ops,
+                                            progress=make_progress(options.verbose, options.exaggeration),
+                                            recentre=self._recentre)
         except OptimizationInterrupt as ex:
             log.warning("Optimisation interrupted; keeping the last embedding")
             target.kl_divergence = ex.error
             target.n_iter += ex.n_iter
-            target.learning_rate = lr
+            target.learning_rate = options.learning_rate
             if propagate_exception:
                 raise
             return target
         target.kl_divergence = kl
         target.n_iter += done
-        target.learning_rate = lr
+        target.learning_rate = options.learning_rate
         return target
 
-    def _cached_backend(self, method, options, engine):
-        """The gradient backend; on a torch engine it is kept (with P on the device) for later calls."""
-        if not engine.is_torch:
-            return self._backend(method, options, engine)
-        key = (method, tuple(sorted(options.items())), engine)
-        cached = self.__dict__.get("_torch_backend")
-        if cached is None or cached[0] != key:
-            cached = (key, self._backend(method, options, engine))
-            self._torch_backend = cached
-        return cached[1]
+    def _gradient_backend(self, options, engine, n_components, reference):
+        """The engine's gradient backend for the resolved ``options``; kept between calls where the
+        engine says so (torch: it holds P on the device)."""
+        key = (options.negative_gradient_method, tuple(options.repulsion_params.items()), engine)
+        cached = self.__dict__.get("_backend_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        backend = engine.gradient_backend(options.negative_gradient_method, self.P, options,
+                                          n_components=n_components, reference=reference)
+        if engine.keeps_backend:
+            self._backend_cache = (key, backend)
+        return backend
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_torch_backend", None)  # device tensors: rebuilt on the next optimize
+        state.pop("_backend_cache", None)  # device tensors: rebuilt on the next optimize
         return state
 
     def _copy(self):
@@ -207,10 +178,10 @@ class _Embedding:
 
 
 def _check_keys(params, owner):
-    unknown = set(params) - set(_GRADIENT_DEFAULTS)
+    unknown = set(params) - set(EMBEDDING_DEFAULTS)
     if unknown:
         raise TypeError(f"{owner} got unexpected parameters {sorted(unknown)}; "
-                        f"allowed: {sorted(_GRADIENT_DEFAULTS)}.")
+                        f"allowed: {sorted(EMBEDDING_DEFAULTS)}.")
 
 
 class TSNEEmbedding(_Embedding):
@@ -245,16 +216,9 @@ class TSNEEmbedding(_Embedding):
     def P(self):
         return self.affinities.P
 
-    def _backend(self, method, options, engine):
-        n, d = self.embedding.shape
-        if engine.is_torch:
-            from .gpu.gradients import make_torch_backend
-
-            if method == "auto":
-                method = "exact" if isinstance(self.P, np.ndarray) else gpu.resolve_auto(n, d)
-            return make_torch_backend(method, self.P, device=engine.device, dtype=engine.dtype, n_samples=n,
-                                      n_components=d, **options)
-        return gradients.make_backend(method, self.P, n_samples=n, n_components=d, **options)
+    def _gradient_problem(self):
+        """``(n_samples, n_components, dense P, reference)`` that decide the gradient method."""
+        return self.P.shape[0], self.embedding.shape[1], isinstance(self.P, np.ndarray), None
 
     def prepare_partial(self, X, initialization="median", k=25, **affinity_params):
         """Relate new points ``X`` to this embedding and place them, without optimising.
@@ -322,11 +286,7 @@ class TSNEEmbedding(_Embedding):
         check_scalar(max_grad_norm, "max_grad_norm", owner, float, low=0.0, allow_none=True)
         check_scalar(max_step_norm, "max_step_norm", owner, float, low=0.0, allow_none=True)
         _check_keys(gradient_descent_params, owner)
-        params = {**self.gradient_descent_params, **gradient_descent_params}
-        check_gradient_options(owner, **{k_: params[k_] for k_ in (
-            "dof", "theta", "n_interpolation_points", "min_num_intervals", "ints_in_interval",
-            "max_grad_norm", "max_step_norm", "callbacks_every_iters", "n_jobs")})
-        gradients.canonical_method(params["negative_gradient_method"])
+        OptimizeOptions.build(owner, **{**self.gradient_descent_params, **gradient_descent_params})  # before any work
         partial = self.prepare_partial(X, initialization=initialization, k=k, perplexity=perplexity)
         partial.gradient_descent_params.update(max_grad_norm=max_grad_norm, max_step_norm=max_step_norm)
         try:
@@ -356,13 +316,6 @@ class PartialTSNEEmbedding(_Embedding):
         self.reference_embedding = reference_embedding
         self.P = P
 
-    def _backend(self, method, options, engine):
+    def _gradient_problem(self):
         ref = np.asarray(self.reference_embedding)
-        if engine.is_torch:
-            from .gpu.gradients import make_torch_reference_backend
-
-            if method == "auto":
-                method = gpu.resolve_auto(*ref.shape)
-            return make_torch_reference_backend(method, ref, device=engine.device, dtype=engine.dtype, **options)
-        repulsion = gradients.make_reference_repulsion(method, ref, **options)
-        return gradients.PartialGradient(ref, repulsion)
+        return ref.shape[0], ref.shape[1], False, ref

@@ -1,9 +1,10 @@
 """``turbotsne.TSNE``: the ``openTSNE.sklearn.TSNE`` contract with scikit-learn's conventions.
 
 ``__init__`` only stores parameters; ``fit`` validates them, resolves the
-"auto" values (kept as fitted attributes, e.g. ``learning_rate_``) and drives
-the pieces: neighbours -> affinities -> initialisation -> two optimisation
-phases (early exaggeration, then the normal regime).
+engine and the gradient method once (kept as fitted attributes where
+scikit-learn asks, e.g. ``learning_rate_``) and drives the pieces:
+neighbours -> affinities -> initialisation -> two optimisation phases (early
+exaggeration, then the normal regime).
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from . import gpu, gradients, initialization
-from ._validation import check_callbacks, check_gradient_options, check_option, check_scalar, check_verbose
+from . import initialization
+from ._validation import check_option, check_scalar, check_verbose
 from . import affinity as _affinity
 from .affinity import PerplexityBasedDense, PerplexityBasedNN
 from .embedding import TSNEEmbedding
+from .engine import resolve_engine
 from .optimizer import OptimizationInterrupt
 from .neighbors import KNNIndex
+from .options import EMBEDDING_PARAMS, OptimizeOptions, early_exaggeration, resolve_method
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -61,7 +64,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         above), "bh" is not available, ``neighbors="exact"`` (and "auto" on a
         CUDA device) finds neighbours by brute force on the device for
         euclidean / sqeuclidean / cosine, and PCA initialisation runs there
-        too; see :mod:`turbotsne.gpu`.
+        too; see :mod:`turbotsne.engine`.
 
     Input and edge cases
     --------------------
@@ -153,10 +156,6 @@ class TSNE(TransformerMixin, BaseEstimator):
         check_scalar(self.early_exaggeration, "early_exaggeration", o, float, low=0.0, options=("auto",))
         check_scalar(self.n_iter, "n_iter", o, int, low=0, closed="left")
         check_scalar(self.exaggeration, "exaggeration", o, float, low=0.0, allow_none=True)
-        check_gradient_options(o, dof=self.dof, theta=self.theta, n_interpolation_points=self.n_interpolation_points,
-                               min_num_intervals=self.min_num_intervals, ints_in_interval=self.ints_in_interval,
-                               max_grad_norm=self.max_grad_norm, max_step_norm=self.max_step_norm,
-                               callbacks_every_iters=self.callbacks_every_iters, n_jobs=self.n_jobs)
         if not isinstance(self.initialization, (np.ndarray, list, tuple)):
             check_option(self.initialization, "initialization", o, _INITIALIZATIONS)
         if not (isinstance(self.metric, str) or callable(self.metric)):
@@ -168,13 +167,8 @@ class TSNE(TransformerMixin, BaseEstimator):
         check_scalar(self.final_momentum, "final_momentum", o, float, low=0.0, high=1.0, closed="left")
         if not isinstance(self.neighbors, KNNIndex):
             check_option(self.neighbors, "neighbors", o, _NEIGHBORS)
-        gradients.canonical_method(self.negative_gradient_method)
-        check_callbacks(self.callbacks, o)
         check_verbose(self.verbose, o)
-        check_scalar(self.n_iter_without_progress, "n_iter_without_progress", o, int, low=1, closed="left",
-                     allow_none=True)
-        check_scalar(self.min_grad_norm, "min_grad_norm", o, float, low=0.0, closed="left", allow_none=True)
-        gpu.check_device_backend(self.device, self.backend, o)
+        return OptimizeOptions.build(o, **{name: getattr(self, name) for name in EMBEDDING_PARAMS})
 
     def _check_X(self, X, reset):
         # C order: the result must not depend on the memory layout (BLAS in PCA rounds differently for F order)
@@ -205,40 +199,33 @@ class TSNE(TransformerMixin, BaseEstimator):
         return self.embedding_
 
     def _fit(self, X):
-        self._validate_params()
+        options = self._validate_params()
         X = self._check_X(X, reset=True)
-        n = X.shape[0]
+        n, d = X.shape[0], self.n_components
         random_state = check_random_state(self.random_state)
-        engine = gpu.resolve_engine(self.device, self.backend, "TSNE")
-        on_device = {"device": str(engine.device) if engine.is_torch else "cpu", "backend": engine.kind}
-        method = gradients.canonical_method(self.negative_gradient_method)
-        if method == "auto":
-            method = (gpu.resolve_auto if engine.is_torch else gradients.resolve_auto)(n, self.n_components)
-        self._check_fit_options(X, method, engine)
+        engine = resolve_engine(self.device, self.backend, "TSNE")
+        method = resolve_method(options.negative_gradient_method, n, d, engine)
+        self._check_fit_options(X, method)
 
-        log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], self.n_components, method)
+        log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], d, method)
         if method == "exact":
             if sp.issparse(X) and self.metric != "precomputed":
                 X = X.toarray()
             affinities = PerplexityBasedDense(X, self.perplexity, metric=self.metric,
-                                              metric_params=self.metric_params, n_jobs=self.n_jobs, **on_device)
+                                              metric_params=self.metric_params, n_jobs=self.n_jobs, **engine.params)
         else:
-            affinities = PerplexityBasedNN(X, self.perplexity, method=self._neighbors_for(X, engine),
-                                           metric=self.metric, metric_params=self.metric_params,
-                                           n_jobs=self.n_jobs, random_state=random_state, verbose=self.verbose,
-                                           **on_device)
+            neighbors = engine.neighbors_for(self.neighbors, self.metric, self.metric_params, sp.issparse(X),
+                                             self.n_jobs)
+            affinities = PerplexityBasedNN(X, self.perplexity, method=neighbors, metric=self.metric,
+                                           metric_params=self.metric_params, n_jobs=self.n_jobs,
+                                           random_state=random_state, verbose=self.verbose, **engine.params)
         Y0 = self._initial_embedding(X, affinities, random_state, engine)
 
-        embedding = TSNEEmbedding(
-            Y0, affinities, random_state=random_state, negative_gradient_method=method, dof=self.dof,
-            theta=self.theta, n_interpolation_points=self.n_interpolation_points,
-            min_num_intervals=self.min_num_intervals, ints_in_interval=self.ints_in_interval,
-            max_grad_norm=self.max_grad_norm, max_step_norm=self.max_step_norm, n_jobs=self.n_jobs,
-            callbacks=self.callbacks, callbacks_every_iters=self.callbacks_every_iters, verbose=self.verbose,
-            min_grad_norm=self.min_grad_norm, n_iter_without_progress=self.n_iter_without_progress, **on_device)
-
+        params = {name: getattr(self, name) for name in EMBEDDING_PARAMS}
+        embedding = TSNEEmbedding(Y0, affinities, random_state=random_state,
+                                  **{**params, "negative_gradient_method": method, **engine.params})
         exaggeration = 1.0 if self.exaggeration is None else float(self.exaggeration)
-        early = max(12.0, exaggeration) if self.early_exaggeration == "auto" else float(self.early_exaggeration)
+        early = early_exaggeration(self.early_exaggeration, self.exaggeration)
         try:
             embedding.optimize(self.early_exaggeration_iter, inplace=True, propagate_exception=True,
                                learning_rate=self.learning_rate, exaggeration=early, momentum=self.initial_momentum)
@@ -257,40 +244,21 @@ class TSNE(TransformerMixin, BaseEstimator):
         self.tsne_embedding_ = embedding
         return self
 
-    def _neighbors_for(self, X, engine):
-        """The ``neighbors`` choice, with the device's brute force on a torch engine where it applies."""
-        if not engine.is_torch:
-            return self.neighbors
-        from .gpu.neighbors import TorchExact  # imports torch: only on a torch engine
-
-        wanted = self.neighbors == "exact" or (self.neighbors == "auto" and engine.device.type == "cuda")
-        if wanted and not self.metric_params and TorchExact.supports(self.metric, sp.issparse(X)):
-            return TorchExact(self.metric, n_jobs=self.n_jobs, device=engine.device)
-        return self.neighbors
-
-    def _check_fit_options(self, X, method, engine=gpu.NUMBA):
-        """Checks that depend on the data, done before any expensive step."""
+    def _check_fit_options(self, X, method):
+        """Checks that depend on the data, done before any expensive step (the method's own:
+        :func:`turbotsne.options.resolve_method`)."""
         n, d = X.shape[0], self.n_components
-        if engine.is_torch and method == "bh":
-            raise ValueError("negative_gradient_method='bh' is not available with backend='torch' (no Barnes-Hut "
-                             "tree on torch); use 'fft' or 'exact', or backend='numba'.")
         if method == "exact":
             _affinity.check_exact_size(n, "TSNE")
             if sp.issparse(X) and self.metric == "precomputed":
                 raise ValueError("negative_gradient_method='exact' needs a dense square distance matrix with "
                                  "metric='precomputed' (a sparse kNN graph lacks the other pairs); use 'bh' or 'fft'.")
-        elif method == "bh" and d > 3:
-            raise ValueError(f"negative_gradient_method='bh' supports at most 3 embedding dimensions; got "
-                             f"n_components={d}. Use negative_gradient_method='exact' instead.")
-        elif method == "fft" and d > 3:
-            raise ValueError(f"negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; got "
-                             f"n_components={d}. Use negative_gradient_method='bh' or 'exact'.")
         if isinstance(self.initialization, (np.ndarray, list, tuple)):
             with warnings.catch_warnings():  # the scale warning comes once, from _initial_embedding
                 warnings.simplefilter("ignore")
                 initialization.from_array(self.initialization, n, d)
 
-    def _initial_embedding(self, X, affinities, random_state, engine=gpu.NUMBA):
+    def _initial_embedding(self, X, affinities, random_state, engine):
         n, d = X.shape[0], self.n_components
         init = self.initialization
         if isinstance(init, (np.ndarray, list, tuple)):
@@ -300,11 +268,7 @@ class TSNE(TransformerMixin, BaseEstimator):
                           stacklevel=3)
             init = "spectral"
         if init == "pca":
-            if engine.is_torch and not sp.issparse(X) and n > d and X.shape[1] >= d:
-                from .gpu.initialization import pca as torch_pca
-
-                return torch_pca(X, d, engine.device)
-            return initialization.pca(X, d, random_state=random_state)
+            return engine.pca(X, d, random_state)
         if init == "spectral":
             return initialization.spectral(affinities.P, d, random_state=random_state)
         return initialization.random(n, d, random_state=random_state)

@@ -296,6 +296,7 @@ def kl_divergence(P, Y, dof=1, method="auto", *, n_jobs=1, theta=0.5, n_interpol
     """
     from . import gradients
     from ._config import thread_limit
+    from .engine import NUMBA
 
     P = _affinity_matrix(P)
     Y = _as_2d(Y, "embedding")
@@ -304,7 +305,7 @@ def kl_divergence(P, Y, dof=1, method="auto", *, n_jobs=1, theta=0.5, n_interpol
         raise ValueError(f"P is {P.shape[0]} x {P.shape[1]} but the embedding has {n} points.")
     method = gradients.canonical_method(method)
     if method == "auto":
-        method = "exact" if n <= AUTO_EXACT_KL_MAX_N else gradients.resolve_auto(n, d)
+        method = "exact" if n <= AUTO_EXACT_KL_MAX_N else NUMBA.auto_method(n, d)
     if isinstance(P, np.ndarray) and method != "exact":
         P = sp.csr_matrix(P)
     backend = gradients.make_backend(method, P, theta=theta, n_interpolation_points=n_interpolation_points,

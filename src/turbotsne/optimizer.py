@@ -18,6 +18,10 @@ from ._config import FASTMATH, thread_limit
 
 log = logging.getLogger(__name__)
 
+#: delta-bar-delta gains: a coordinate whose gradient changed sign gains this much ...
+GAIN_INCREASE = 0.2
+#: ... the others are multiplied by this (both engines use these)
+GAIN_DECAY = 0.8
 #: gains never drop below this (scikit-learn's ``min_gain``)
 MIN_GAIN = 0.01
 
@@ -81,9 +85,9 @@ def _step(Y, grad, update, gains, learning_rate, momentum, max_grad_norm, max_st
         for k in range(d):
             g = grad[i, k] * scale
             if update[i, k] * g < 0.0:
-                gains[i, k] += 0.2
+                gains[i, k] += GAIN_INCREASE
             else:
-                gains[i, k] = max(gains[i, k] * 0.8, MIN_GAIN)
+                gains[i, k] = max(gains[i, k] * GAIN_DECAY, MIN_GAIN)
             u = momentum * update[i, k] - learning_rate * gains[i, k] * g
             update[i, k] = u
             u2 += u * u
@@ -138,19 +142,9 @@ class NumpyOps:
         return Y.copy()
 
 
-def resolve_learning_rate(learning_rate, n_samples, exaggeration):
-    """``"auto"`` is ``N / exaggeration`` (Belkina et al. 2019, openTSNE's scaling)."""
-    if isinstance(learning_rate, str) and learning_rate == "auto":
-        return max(n_samples / exaggeration, 1.0)
-    return float(learning_rate)
-
-
-def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, exaggeration=1.0,
-                     dof=1.0, max_grad_norm=None, max_step_norm=None, callbacks=(),
-                     callbacks_every_iters=50, recentre=True, n_jobs=1, verbose=False,
-                     min_grad_norm=None, n_iter_without_progress=None, log_every=50, embedding_view=None,
-                     progress=None, ops=NumpyOps):
-    """Run ``n_iter`` iterations on ``Y`` in place.
+def gradient_descent(Y, P, backend, state, n_iter, options, *, ops=NumpyOps, progress=None, recentre=True,
+                     embedding_view=None, log_every=50):
+    """Run ``n_iter`` iterations on ``Y`` in place with resolved :class:`~turbotsne.options.OptimizeOptions`.
 
     Returns ``(kl, n_done)``: the KL divergence at the last iteration and the
     number of iterations run (fewer when a callback or a stopping rule ends the
@@ -161,13 +155,15 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
     called first. ``ops`` holds the array operations (:class:`NumpyOps`, or
     the torch engine's, with ``Y`` and ``state`` on its device).
     """
+    o = options
+    dof, callbacks = float(o.dof), o.callbacks
     grad, row_sq = ops.buffers(Y)
-    mg = np.inf if max_grad_norm is None else float(max_grad_norm)
-    ms = np.inf if max_step_norm is None else float(max_step_norm)
+    mg = np.inf if o.max_grad_norm is None else float(o.max_grad_norm)
+    ms = np.inf if o.max_step_norm is None else float(o.max_step_norm)
     view = embedding_view or ops.to_numpy
     kl = None
     best_kl, best_iter = np.inf, 0
-    check_every = log_every if n_iter_without_progress is not None else None
+    check_every = log_every if o.n_iter_without_progress is not None else None
     t0 = time.perf_counter()
     done = 0
     for cb in callbacks:
@@ -175,18 +171,18 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
             cb.optimization_about_to_start()
     if progress is not None:
         progress.start(n_iter)
-    with thread_limit(n_jobs):
+    with thread_limit(o.n_jobs):
         try:
             for i in range(n_iter):
                 it = i + 1
-                want_cb = bool(callbacks) and it % callbacks_every_iters == 0
-                want_log = verbose and it % log_every == 0
+                want_cb = bool(callbacks) and it % o.callbacks_every_iters == 0
+                want_log = o.verbose and it % log_every == 0
                 want_check = check_every is not None and it % check_every == 0
                 compute_kl = want_cb or want_log or want_check or it == n_iter
-                kl_now = backend.gradient(Y, P, dof, exaggeration, grad, compute_kl)
+                kl_now = backend.gradient(Y, P, dof, o.exaggeration, grad, compute_kl)
                 if kl_now is not None:
                     kl = kl_now
-                ops.step(Y, grad, state, learning_rate, momentum, mg, ms, row_sq)
+                ops.step(Y, grad, state, o.learning_rate, o.momentum, mg, ms, row_sq)
                 if recentre:
                     ops.recentre(Y)
                 done = it
@@ -199,14 +195,14 @@ def gradient_descent(Y, P, backend, state, n_iter, *, learning_rate, momentum, e
                     if any(bool(cb(it, kl, view(Y))) for cb in callbacks):
                         log.info("Optimisation stopped by a callback at iteration %d", it)
                         return kl, it
-                if min_grad_norm is not None and ops.grad_norm(row_sq) <= min_grad_norm:
+                if o.min_grad_norm is not None and ops.grad_norm(row_sq) <= o.min_grad_norm:
                     log.info("Gradient norm below min_grad_norm at iteration %d; stopping", it)
                     return _final_kl(kl, compute_kl, backend, Y, P, dof, grad), it
                 if want_check:
                     if kl < best_kl:
                         best_kl, best_iter = kl, it
-                    elif it - best_iter > n_iter_without_progress:
-                        log.info("No progress for %d iterations; stopping at %d", n_iter_without_progress, it)
+                    elif it - best_iter > o.n_iter_without_progress:
+                        log.info("No progress for %d iterations; stopping at %d", o.n_iter_without_progress, it)
                         return kl, it
         except KeyboardInterrupt as e:
             raise OptimizationInterrupt(kl, ops.to_numpy(Y), done) from e

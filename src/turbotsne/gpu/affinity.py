@@ -1,6 +1,6 @@
 """Perplexity affinities on a torch device.
 
-The precision search is :func:`turbotsne.affinity._perplexity_search`'s: per row,
+The precision search is :func:`turbotsne.affinity_kernels.conditional_probabilities`'s: per row,
 shift the squared distances by the row's smallest, start at ``beta = 1 / mean``,
 take safeguarded Newton steps in ``log(beta)`` until the entropy is within 1e-5 nats
 of ``log(perplexity)`` or 100 steps. Here it runs for all rows at once (one tensor
@@ -17,9 +17,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..affinity_kernels import PERPLEXITY_MAX_ITER, PERPLEXITY_TOLERANCE
+
 _EPSILON_DBL = 1e-8
-_TOLERANCE = 1e-5
-_MAX_ITER = 100
 #: how often (steps) the search checks whether every row has converged (a device sync)
 _CHECK_EVERY = 8
 
@@ -47,13 +47,13 @@ def conditional_probabilities(sq_distances, perplexity, device, *, skip_self=Fal
     hi = torch.full_like(beta, math.inf)
     previous = torch.full_like(beta, math.inf)
     done = torch.zeros(n, dtype=torch.bool, device=D.device)
-    for step in range(_MAX_ITER):
+    for step in range(PERPLEXITY_MAX_ITER):
         P, s = _kernel(D, beta)
         bd = D * beta[:, None]  # moments of beta * d: dimensionless, as on the CPU
         e1 = masked(bd * P).sum(dim=1)
         e2 = masked(bd * bd * P).sum(dim=1)
         diff = torch.log(s) + e1 - target
-        done |= torch.abs(diff) <= _TOLERANCE
+        done |= torch.abs(diff) <= PERPLEXITY_TOLERANCE
         active = ~done
         lo = torch.where(active & (diff > 0), beta, lo)
         hi = torch.where(active & ~(diff > 0), beta, hi)

@@ -10,8 +10,8 @@ scaling: with ``w_ij = (1 + |y_i - y_j|^2 / dof)^-dof``,
 P is ``(n_new, n_ref)`` with rows summing to 1, the reference is fixed, each new point
 has its own normaliser ``z_i = sum_j w_ij`` and the KL is the mean over new points.
 
-A backend is built once per optimisation (:func:`make_torch_backend`,
-:func:`make_torch_reference_backend`) and called once per iteration as
+A backend is built once per optimisation (
+:func:`make_backend`, with an optional fixed reference for transform) and called once per iteration as
 ``kl = backend.gradient(Y, P, dof, exaggeration, out, compute_kl)``: ``Y`` and ``out``
 are ``(n, d)`` tensors of the backend's ``dtype`` on its ``device`` (the full gradient
 is written into ``out``), and ``P`` is the caller's scipy CSR matrix (or dense ndarray)
@@ -717,59 +717,48 @@ class TorchDenseExactGradient(_TorchBackend):
 # ---------------------------------------------------------------------------------------
 # factories
 # ---------------------------------------------------------------------------------------
-def _check_method(method):
-    if method == "bh":
-        raise ValueError("negative_gradient_method='bh' is not available with backend='torch'; use 'fft' or "
-                         "'exact'")
-    if method not in ("exact", "fft"):
-        raise ValueError(f"negative_gradient_method must be 'exact' or 'fft' with backend='torch'; got {method!r}.")
+def make_repulsion(method, *, reference=None, device, dtype=torch.float32, n_interpolation_points=3,
+                   min_num_intervals=50, ints_in_interval=1, **_):
+    """The torch repulsion of "exact" or "fft", one family for fit and transform.
 
-
-def make_torch_backend(method, P, *, device, dtype=torch.float32, theta=0.5, n_interpolation_points=3,
-                       min_num_intervals=50, ints_in_interval=1, n_jobs=1, n_samples=None, n_components=2):
-    """Torch backend for a canonical method ("exact" or "fft") and an affinity matrix P.
-
-    ``P`` is a scipy CSR matrix (symmetric, sum 1) or a dense ndarray (only with
-    "exact": the fused dense kernel). ``theta`` (Barnes-Hut only), ``n_jobs`` and
-    ``n_samples`` are accepted for the CPU factory's signature and not used.
+    Without ``reference``: ``(Y, dof, out) -> Z``. With a fixed ``reference`` ``(m, d)``:
+    ``(Y_new, dof, out) -> z``, ``out`` already divided by each new point's ``z_i``.
+    Other options (``theta``, ``n_jobs``) belong to the CPU methods and are ignored.
     """
-    _check_method(method)
+    if method == "exact":
+        return TorchExactRepulsion() if reference is None else TorchExactReferenceRepulsion(reference, device, dtype)
+    grid = (n_interpolation_points, min_num_intervals, ints_in_interval)
+    if reference is None:
+        return TorchFFTRepulsion(*grid)
+    return TorchFFTReferenceRepulsion(reference, device, dtype, *grid)
+
+
+def make_backend(method, P=None, *, reference=None, device, dtype=torch.float32, n_components=None, **options):
+    """The torch gradient backend of "exact" or "fft" for ``P``, on ``device`` in ``dtype``.
+
+    ``P`` is a scipy CSR matrix (symmetric, sum 1) or a dense ndarray (only with "exact": the
+    fused dense kernel). With a fixed ``reference`` embedding the backend optimises new points
+    against it (:class:`TorchPartialGradient`; ``P`` is then given per call).
+    """
+    from ..engine import TorchEngine
+    from ..options import check_method
+
     _check_dtype(dtype)
-    if isinstance(P, np.ndarray):
-        if method != "exact":
-            raise ValueError("A dense P is only supported by the exact method.")
-        return TorchDenseExactGradient(device, dtype)
-    if not sp.issparse(P):
+    dense = isinstance(P, np.ndarray)
+    if reference is not None:
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.ndim != 2:
+            raise ValueError(f"The reference embedding must be 2-D (m, d); got shape {reference.shape}.")
+        n_components = reference.shape[1]
+    elif not dense and not sp.issparse(P):
         raise TypeError(f"P must be a dense ndarray or a scipy sparse matrix, got {type(P).__name__}.")
-    if method == "exact":
-        return TorchSparseGradient(TorchExactRepulsion(), device, dtype)
-    if n_components is not None and not 1 <= n_components <= 3:
-        raise ValueError(
-            "negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
-            f"got n_components={n_components}. Use negative_gradient_method='exact'."
-        )
-    return TorchSparseGradient(TorchFFTRepulsion(n_interpolation_points, min_num_intervals, ints_in_interval),
-                               device, dtype)
-
-
-def make_torch_reference_backend(method, reference, *, device, dtype=torch.float32, theta=0.5,
-                                 n_interpolation_points=3, min_num_intervals=50, ints_in_interval=1, n_jobs=1):
-    """Torch backend for transform: new points against the fixed ``reference`` ``(n_ref, d)``.
-
-    Its ``gradient`` takes the ``(n_new, n_ref)`` CSR P of the new points (rows summing
-    to 1); semantics of :class:`turbotsne.gradients.PartialGradient`.
-    """
-    _check_method(method)
-    _check_dtype(dtype)
-    reference = np.asarray(reference, dtype=np.float64)
-    if reference.ndim != 2:
-        raise ValueError(f"The reference embedding must be 2-D (m, d); got shape {reference.shape}.")
-    if method == "exact":
-        repulsion = TorchExactReferenceRepulsion(reference, device, dtype)
-    else:
-        if not 1 <= reference.shape[1] <= 3:
-            raise ValueError(f"negative_gradient_method='fft' supports at most 3 embedding dimensions; got "
-                             f"{reference.shape[1]}. Use negative_gradient_method='exact' instead.")
-        repulsion = TorchFFTReferenceRepulsion(reference, device, dtype, n_interpolation_points,
-                                               min_num_intervals, ints_in_interval)
-    return TorchPartialGradient(reference, repulsion, device, dtype)
+    engine = TorchEngine(torch.device(device))
+    if method == "auto":
+        method = engine.auto_method(0, n_components or 2, dense=dense, reference=reference is not None)
+    check_method(method, 2 if n_components is None else n_components, engine, dense=dense)
+    if dense:
+        return TorchDenseExactGradient(device, dtype)
+    repulsion = make_repulsion(method, reference=reference, device=device, dtype=dtype, **options)
+    if reference is not None:
+        return TorchPartialGradient(reference, repulsion, device, dtype)
+    return TorchSparseGradient(repulsion, device, dtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..optimizer import MIN_GAIN
+from ..optimizer import GAIN_DECAY, GAIN_INCREASE, MIN_GAIN
 
 
 class TorchOps:
@@ -30,7 +30,7 @@ class TorchOps:
             g = grad * scale[:, None]
         gains, update = state.gains, state.update
         grows = (update * g) < 0
-        torch.where(grows, gains + 0.2, torch.clamp(gains * 0.8, min=MIN_GAIN), out=gains)
+        torch.where(grows, gains + GAIN_INCREASE, torch.clamp(gains * GAIN_DECAY, min=MIN_GAIN), out=gains)
         update.mul_(momentum).sub_(learning_rate * gains * g)
         if np.isfinite(max_step_norm):
             u2 = torch.sum(update * update, dim=1)

@@ -1,6 +1,9 @@
-"""Gradient backends and their registry.
+"""The CPU gradient backends: one family for fit and transform, built by :func:`make_backend`.
 
-A backend is chosen once per optimisation and called once per iteration::
+The engine (:mod:`turbotsne.engine`) picks the module that builds backends (this one on the
+CPU, :mod:`turbotsne.gpu.gradients` on torch); :func:`make_backend` maps a method ("exact",
+"bh", "fft") and an optional fixed reference embedding (transform) to its backend. A backend is
+chosen once per optimisation and called once per iteration::
 
     kl = backend.gradient(Y, P, dof, exaggeration, out, compute_kl)
 
@@ -17,31 +20,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..engine import AUTO_FFT_FROM, NUMBA  # noqa: F401  (AUTO_FFT_FROM: the CPU "auto" rule's threshold)
+from ..options import canonical_method, check_method
 from .attractive import attractive_forces, attractive_forces_single, attractive_log_terms, entropy_term
 from .exact import ExactReferenceRepulsion, ExactRepulsion, dense_log_terms, exact_dense_gradient
-
-#: accepted names of each method (openTSNE's aliases plus "exact").
-ALIASES = {
-    "exact": "exact",
-    "bh": "bh",
-    "BH": "bh",
-    "barneshut": "bh",
-    "barnes-hut": "bh",
-    "fft": "fft",
-    "FFT": "fft",
-    "interpolation": "fft",
-    "auto": "auto",
-}
-
-
-def canonical_method(name) -> str:
-    """Map a user-facing ``negative_gradient_method`` to "exact", "bh", "fft" or "auto"."""
-    if not isinstance(name, str) or name not in ALIASES:
-        raise ValueError(
-            "The 'negative_gradient_method' parameter must be one of "
-            f"{sorted(ALIASES)}. Got {name!r} instead."
-        )
-    return ALIASES[name]
 
 
 class _Backend:
@@ -153,93 +135,60 @@ class PartialGradient(_Backend):
         return float((self._entropy_of(P.data) - log_w.sum() + np.dot(row_sums, np.log(z))) / n)
 
 
-def make_repulsion(method, *, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
-                   ints_in_interval=1, n_jobs=1, n_samples=None, n_components=2):
-    """Build the repulsion callable of a canonical method ("exact", "bh", "fft")."""
+def make_repulsion(method, *, reference=None, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
+                   ints_in_interval=1, n_jobs=1, n_samples=None, n_components=None):
+    """The repulsion of a method ("exact", "bh", "fft"; "auto" by the CPU rule), one family for fit
+    and transform.
+
+    Without ``reference``: a callable ``(Y, dof, out) -> Z`` of the points among themselves. With a
+    fixed ``reference`` embedding ``(m, d)`` (transform): ``(Y_new, dof, out, z) -> None`` writing per
+    new point ``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and ``z[i] = sum_j w_ij`` (each new
+    point has its own normaliser: new points do not interact). Barnes-Hut at ``theta=0`` is the exact sum.
+    """
+    if reference is not None:
+        n_samples, n_components = reference.shape
+    if method == "auto":
+        method = NUMBA.auto_method(n_samples or 0, n_components or 2, reference=reference is not None)
     if method == "exact" or (method == "bh" and theta == 0):
-        return ExactRepulsion()
+        return ExactRepulsion() if reference is None else ExactReferenceRepulsion(reference)
+    if n_components is not None:
+        check_method(method, n_components, NUMBA, theta=theta)
     if method == "bh":
-        from .barnes_hut import BarnesHutRepulsion
+        from .barnes_hut import BarnesHutReferenceRepulsion, BarnesHutRepulsion
 
-        if n_components > 3:
-            raise ValueError(
-                "negative_gradient_method='bh' (Barnes-Hut) supports at most 3 embedding dimensions; "
-                f"got n_components={n_components}. Use negative_gradient_method='exact' instead."
-            )
-        return BarnesHutRepulsion(theta)
+        return BarnesHutRepulsion(theta) if reference is None else BarnesHutReferenceRepulsion(reference, theta)
     if method == "fft":
-        if n_components is not None and not 1 <= n_components <= 3:
-            raise ValueError(
-                "negative_gradient_method='fft' supports n_components of 1, 2 or 3 only; "
-                f"got n_components={n_components}. Use negative_gradient_method='bh' or 'exact'."
-            )
-        from .fft import FFTRepulsion
+        from .fft import FFTReferenceRepulsion, FFTRepulsion
 
-        return FFTRepulsion(n_interpolation_points, min_num_intervals, ints_in_interval, n_jobs)
+        grid = (n_interpolation_points, min_num_intervals, ints_in_interval, n_jobs)
+        return FFTRepulsion(*grid) if reference is None else FFTReferenceRepulsion(reference, *grid)
     raise ValueError(f"Unknown repulsion method {method!r}.")
 
 
-#: below this many points "auto" picks Barnes-Hut, from it on FFT interpolation (1-3 dimensions).
-AUTO_FFT_FROM = 10_000
+def make_backend(method, P=None, *, reference=None, n_samples=None, n_components=None, **options):
+    """The CPU gradient backend of a method for an affinity matrix ``P``.
 
-
-def make_reference_repulsion(method, reference, *, theta=0.5, n_interpolation_points=3, min_num_intervals=50,
-                             ints_in_interval=1, n_jobs=1):
-    """Repulsion of new points by a fixed ``reference`` embedding, for transform.
-
-    Returns a callable ``(Y_new, dof, out, z) -> None`` writing per new point
-    ``out[i] = sum_j w_ij^((dof+1)/dof) (y_i - r_j)`` and ``z[i] = sum_j w_ij``
-    (each new point has its own normaliser: new points do not interact).
+    A dense ndarray P gets the fused dense exact kernel; a CSR P the sparse attraction plus the
+    method's repulsion (in single precision for the approximate methods). With a fixed
+    ``reference`` embedding the backend optimises new points against it (:class:`PartialGradient`;
+    ``P`` is then given per call). ``options``: the repulsion's (``theta``, grid parameters, ``n_jobs``).
     """
+    dense = isinstance(P, np.ndarray)
+    if reference is None:
+        if not dense and not sp.issparse(P):
+            raise TypeError(f"P must be a dense ndarray or a scipy sparse matrix, got {type(P).__name__}.")
+        n_samples = P.shape[0]
+        n_components = 2 if n_components is None else n_components
+    else:
+        reference = np.ascontiguousarray(reference, dtype=np.float64)
+        n_samples, n_components = reference.shape
     if method == "auto":
-        method = resolve_auto(reference.shape[0], reference.shape[1], reference=True)
-    if method == "exact" or (method == "bh" and theta == 0):
-        return ExactReferenceRepulsion(reference)
-    if reference.shape[1] > 3:
-        raise ValueError(f"negative_gradient_method={method!r} supports at most 3 embedding dimensions; got "
-                         f"{reference.shape[1]}. Use negative_gradient_method='exact' instead.")
-    if method == "bh":
-        from .barnes_hut import BarnesHutReferenceRepulsion
-
-        return BarnesHutReferenceRepulsion(reference, theta)
-    if method == "fft":
-        from .fft import FFTReferenceRepulsion
-
-        return FFTReferenceRepulsion(reference, n_interpolation_points, min_num_intervals, ints_in_interval, n_jobs)
-    raise ValueError(f"Unknown repulsion method {method!r}.")
-
-
-def resolve_auto(n_samples, n_components, *, reference=False) -> str:
-    """The method that "auto" stands for at this size.
-
-    1-3 dimensions: Barnes-Hut below ``AUTO_FFT_FROM`` points, FFT interpolation
-    from there on; more than 3 components: exact. Measured end to end in 3-D
-    (``bench/bench_tsne.py --n-components 3``, 2 cores): 3,000 points FFT 6.1 s vs
-    Barnes-Hut 6.3 s, 10,000 points 12.7 s vs 29.1 s, 70,000 points FFT 3.7x
-    faster, at equal KL. With ``reference=True`` (the repulsion of new points by a
-    fixed embedding, for ``transform``) 3-D stays on Barnes-Hut: the reference FFT
-    has no near field, so its capped 3-D grid would be coarse.
-    """
-    if n_components > 3:
-        return "exact"
-    if n_samples < AUTO_FFT_FROM or (reference and n_components == 3):
-        return "bh"
-    return "fft"
-
-
-def make_backend(method, P, **options):
-    """Backend for a canonical method and an affinity matrix P.
-
-    A dense ndarray P gets the fused dense exact kernel; a CSR P gets the sparse
-    attraction plus the method's repulsion.
-    """
-    if method == "auto":
-        method = resolve_auto(P.shape[0], options.get("n_components", 2))
-    if isinstance(P, np.ndarray):
-        if method != "exact":
-            raise ValueError("A dense P is only supported by the exact method.")
+        method = NUMBA.auto_method(n_samples, n_components, dense=dense, reference=reference is not None)
+    if dense:
+        check_method(method, n_components, NUMBA, dense=True)
         return DenseExactGradient()
-    if not sp.issparse(P):
-        raise TypeError(f"P must be a dense ndarray or a scipy sparse matrix, got {type(P).__name__}.")
-    repulsion = make_repulsion(method, **options)
+    repulsion = make_repulsion(method, reference=reference, n_samples=n_samples, n_components=n_components,
+                               **options)
+    if reference is not None:
+        return PartialGradient(reference, repulsion)
     return SparseGradient(repulsion, single_precision=not isinstance(repulsion, ExactRepulsion))
