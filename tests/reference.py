@@ -106,3 +106,26 @@ def attraction(Y, R, P, dof=1.0, exaggeration=1.0):
     diff = np.asarray(Y, dtype=np.float64)[:, None, :] - np.asarray(R, dtype=np.float64)[None, :, :]
     w = kernel(np.einsum("ijk,ijk->ij", diff, diff), dof) ** (1.0 / dof)
     return exaggeration * np.einsum("ij,ijk->ik", P * w, diff)
+
+
+def kl_divergence_unnormalised(Y, P, dof=1.0):
+    """``sum_{i != j} p_ij log(p_ij / q_ij)`` for a dense symmetric P of any positive sum.
+
+    P is taken as given (not rescaled to sum 1); ``q_ij = w_ij / Z`` sums to 1. For
+    ``s = sum P`` this is ``s * (KL(P / s || Q) + log s)``. Explicit loops over the pairs.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    P = np.asarray(P.toarray() if hasattr(P, "toarray") else P, dtype=np.float64)
+    n = Y.shape[0]
+    w = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                w[i, j] = (1.0 + np.sum((Y[i] - Y[j]) ** 2) / dof) ** (-dof)
+    Z = w.sum()
+    kl = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j and P[i, j] > 0:
+                kl += P[i, j] * np.log(P[i, j] / (w[i, j] / Z))
+    return kl

@@ -13,6 +13,11 @@ from turbotsne.gradients.exact import ExactReferenceRepulsion, exact_reference_r
 DIMS = (1, 2, 3)
 DOFS = (0.5, 1.0, 100.0)
 
+# Tolerances at theta = 0.5 are about twice the largest error the second-order cell
+# summaries (centre of mass + covariance) make over each test's cases, so that a
+# monopole summary (centre of mass only) fails them. The bound 1e-2 on the per-point
+# normaliser z of new points is kept: the second-order summaries nearly reach it.
+
 
 def rel(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
@@ -67,9 +72,9 @@ def test_theta_half_is_accurate(d, dof, data, rng):
     r_ex, Z_ex = exact(Y, dof)
     r, Z = bh(Y, dof, 0.5)
     assert np.all(np.isfinite(r))
-    assert rel(r, r_ex) <= 5e-2
-    assert abs(Z - Z_ex) <= 1e-2 * Z_ex
-    assert rel(r / Z, r_ex / Z_ex) <= 5e-2
+    assert rel(r, r_ex) <= 1.2e-2
+    assert abs(Z - Z_ex) <= 8e-4 * Z_ex
+    assert rel(r / Z, r_ex / Z_ex) <= 1.2e-2
 
 
 def test_theta_half_summarises_and_error_grows_with_theta(rng):
@@ -89,8 +94,8 @@ def test_duplicate_points(d, rng):
     r_ex, Z_ex = exact(Y, 1.0)
     r, Z = bh(Y, 1.0, 0.5)
     assert np.all(np.isfinite(r)) and np.isfinite(Z)
-    assert rel(r, r_ex) <= 5e-2
-    assert abs(Z - Z_ex) <= 1e-2 * Z_ex
+    assert rel(r, r_ex) <= 5e-3
+    assert abs(Z - Z_ex) <= 3e-4 * Z_ex
     r0, Z0 = bh(Y, 1.0, 0.0)
     assert rel(r0, r_ex) <= 1e-10
 
@@ -126,8 +131,8 @@ def test_reused_object_changes_size(rng):
         out = np.empty_like(Y)
         Z = rep(Y, 1.0, out)
         r_ex, Z_ex = exact(Y, 1.0)
-        assert rel(out, r_ex) <= 5e-2
-        assert abs(Z - Z_ex) <= 1e-2 * Z_ex
+        assert rel(out, r_ex) <= 5e-3
+        assert abs(Z - Z_ex) <= 5e-4 * Z_ex
 
 
 @pytest.mark.parametrize("d", DIMS)
@@ -186,7 +191,7 @@ def test_bh_backend_gradient_matches_reference(dof, rng):
     out = np.empty_like(Y)
     backend.gradient(Y, P, dof, 12.0, out)
     expected = reference.gradient(Y, P, dof=dof, exaggeration=12.0)
-    assert rel(out, expected) <= 5e-2
+    assert rel(out, expected) <= 7e-4
 
 
 def test_leaf_at_the_end_of_a_level_writes_no_children():
@@ -206,8 +211,8 @@ def test_leaf_at_the_end_of_a_level_writes_no_children():
     exact = np.empty_like(Y)
     Z = rep(Y, 1.0, out)
     Z_ex = exact_repulsion(Y, 1.0, exact, np.empty(Y.shape[0]))
-    assert abs(Z - Z_ex) / Z_ex < 1e-2
-    assert np.linalg.norm(out - exact) / np.linalg.norm(exact) < 5e-2
+    assert abs(Z - Z_ex) / Z_ex < 1e-8
+    assert np.linalg.norm(out - exact) / np.linalg.norm(exact) < 4e-6
 
 
 # ---------------------------------------------------------------------------
@@ -281,10 +286,10 @@ def test_reference_theta_half_is_accurate(d, dof, data, rng):
     r_ex, z_ex = exact_ref(Y, R, dof)
     r, z = bh_ref(Y, R, dof, 0.5)
     assert np.all(np.isfinite(r)) and np.all(np.isfinite(z))
-    assert normalised_error(r, z, r_ex, z_ex) <= 5e-2
+    assert normalised_error(r, z, r_ex, z_ex) <= 4e-3
     assert max_rel(z, z_ex) <= 1e-2  # every point's own normaliser
     r_np, z_np = reference.reference_repulsion(Y, R, dof)
-    assert normalised_error(r, z, r_np, z_np) <= 5e-2
+    assert normalised_error(r, z, r_np, z_np) <= 4e-3
 
 
 @pytest.mark.parametrize("d", DIMS)
@@ -305,12 +310,12 @@ def test_reference_far_and_coinciding_queries(d, dof, rng):
     r, z = bh_ref(Y, R, dof, 0.5)
     assert np.all(np.isfinite(r)) and np.all(np.isfinite(z))
     assert max_rel(z, z_ex) <= 1e-2
-    assert normalised_error(r, z, r_ex, z_ex) <= 5e-2
+    assert normalised_error(r, z, r_ex, z_ex) <= 5e-3
     # per far point too (their forces do not cancel, unlike those of points inside
     # the reference), so that they cannot hide behind the norm of the others
     ok = z_ex[:60] > 0
     f, f_ex = r[:60][ok] / z[:60][ok, None], r_ex[:60][ok] / z_ex[:60][ok, None]
-    assert np.all(np.linalg.norm(f - f_ex, axis=1) <= 5e-2 * np.linalg.norm(f_ex, axis=1))
+    assert np.all(np.linalg.norm(f - f_ex, axis=1) <= 3e-2 * np.linalg.norm(f_ex, axis=1))
 
 
 def test_reference_theta_half_summarises_and_error_grows_with_theta(rng):
@@ -425,6 +430,6 @@ def test_make_reference_repulsion_bh(rng):
     Y = queries(R, 300, rng)
     r, z = bh_ref(Y, R, 1.0, 0.5, rep)
     r_np, z_np = reference.reference_repulsion(Y, R, 1.0)
-    assert normalised_error(r, z, r_np, z_np) <= 5e-2
+    assert normalised_error(r, z, r_np, z_np) <= 4e-3
     assert max_rel(z, z_np) <= 1e-2
     assert isinstance(make_repulsion("bh", reference=R, theta=0.0), ExactReferenceRepulsion)

@@ -27,6 +27,20 @@ def _fitted(X, method="exact", n_components=2, **kw):
                 early_exaggeration_iter=125, n_iter=250, **kw).fit(X)
 
 
+@pytest.fixture(scope="module")
+def fitted(clusters):
+    """``fitted(method)``: the 2-D fit of the training clusters, made once per method for the module
+    (transform does not change it: see test_transform_leaves_the_reference_unchanged)."""
+    cache = {}
+
+    def get(method):
+        if method not in cache:
+            cache[method] = _fitted(clusters[0], method)
+        return cache[method]
+
+    return get
+
+
 def test_optimize_twice_equals_once():
     X, _ = make_clusters(200, 5)
     aff = PerplexityBasedNN(X, perplexity=10)
@@ -53,9 +67,9 @@ def test_optimize_inplace_and_array_protocol():
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_transform_lands_new_points_in_their_clusters(clusters, method):
+def test_transform_lands_new_points_in_their_clusters(clusters, fitted, method):
     Xtr, ytr, Xte, yte = clusters
-    tsne = _fitted(Xtr, method)
+    tsne = fitted(method)
     Yte = tsne.transform(Xte)
     assert Yte.shape == (len(Xte), 2) and np.all(np.isfinite(Yte))
     knn = KNeighborsClassifier(10).fit(tsne.embedding_, ytr)
@@ -64,9 +78,9 @@ def test_transform_lands_new_points_in_their_clusters(clusters, method):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_transforming_training_points_lands_near_their_positions(clusters, method):
+def test_transforming_training_points_lands_near_their_positions(clusters, fitted, method):
     Xtr = clusters[0]
-    tsne = _fitted(Xtr, method)
+    tsne = fitted(method)
     again = tsne.transform(Xtr[:150])
     extent = np.ptp(tsne.embedding_, axis=0).max()
     assert np.median(np.linalg.norm(again - tsne.embedding_[:150], axis=1)) < 0.03 * extent
@@ -82,12 +96,85 @@ def test_transform_other_dimensions(clusters, n_components):
     assert knn.score(Yte, yte) >= 0.9 * knn.score(tsne.embedding_, ytr)
 
 
-def test_transform_is_independent_of_the_batch(clusters):
-    Xtr, _, Xte, _ = clusters
-    tsne = _fitted(Xtr, "exact")
+def test_transform_is_independent_of_the_batch(clusters, fitted):
+    Xte = clusters[2]
+    tsne = fitted("exact")
     batch = tsne.transform(Xte[:20])
     alone = tsne.transform(Xte[3:4])
     np.testing.assert_allclose(alone[0], batch[3], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_transform_leaves_the_reference_unchanged(clusters, fitted, method):
+    emb = fitted(method).tsne_embedding_
+    Y, P = emb.embedding.copy(), emb.P.copy()
+    gains, update = emb.optimizer_state.gains.copy(), emb.optimizer_state.update.copy()
+    kl, n_iter = emb.kl_divergence, emb.n_iter
+    assert np.any(gains != 1.0) and np.any(update != 0.0)  # a real optimiser state, not the initial one
+    new = emb.transform(clusters[2])
+    assert np.array_equal(emb.embedding, Y)
+    assert np.array_equal(new.reference_embedding.embedding, Y)
+    assert type(emb.P) is type(P) and emb.P.dtype == P.dtype and emb.P.shape == P.shape
+    if sp.issparse(P):  # CSR; the exact method's P is dense
+        for name in ("data", "indices", "indptr"):
+            assert np.array_equal(getattr(emb.P, name), getattr(P, name))
+    else:
+        assert np.array_equal(emb.P, P)
+    assert np.array_equal(emb.optimizer_state.gains, gains)
+    assert np.array_equal(emb.optimizer_state.update, update)
+    assert emb.kl_divergence == kl and emb.n_iter == n_iter
+
+
+def test_transform_moves_new_points_towards_their_own_cluster(clusters, fitted):
+    _, ytr, Xte, yte = clusters
+    emb = fitted("bh").tsne_embedding_
+    start = np.asarray(emb.prepare_partial(Xte, perplexity=5))  # transform's own placement
+    end = np.asarray(emb.transform(Xte, perplexity=5))
+    R = emb.embedding
+    moved = np.linalg.norm(end - start, axis=1)
+    assert np.all(moved > 0)
+    assert np.median(moved) > 0.01 * np.ptp(R, axis=0).max()
+    # each new point ends nearer (mean distance) to the reference points of its own cluster
+    # than to those of any other cluster, by a clear margin
+    for i, (y, c) in enumerate(zip(end, yte)):
+        mean_dist = {k: np.linalg.norm(R[ytr == k] - y, axis=1).mean() for k in np.unique(ytr)}
+        others = min(d for k, d in mean_dist.items() if k != c)
+        assert mean_dist[c] < 0.5 * others, i
+
+
+#: method, engine and relative tolerance (the approximations' errors of Z, float32 on torch)
+_KL_ENGINES = {"exact": ("exact", {}, 1e-10), "bh": ("bh", {}, 5e-5), "fft": ("fft", {}, 3e-6),
+               "torch-exact": ("exact", dict(backend="torch", device="cpu"), 1e-7),
+               "torch-fft": ("fft", dict(backend="torch", device="cpu"), 3e-6)}
+
+
+@pytest.mark.parametrize("engine", list(_KL_ENGINES))
+@pytest.mark.parametrize("dof", [1.0, 0.6])
+def test_reported_kl_of_an_unnormalised_P(engine, dof):
+    # P is used as given: KL = sum p_ij log(p_ij / q_ij), q summing to 1 and P not (see
+    # gradients/__init__.py); every iteration's KL is that of the positions before its step
+    method, engine_kw, rtol = _KL_ENGINES[engine]
+    if engine_kw:
+        pytest.importorskip("torch")
+    r = np.random.default_rng(0)
+    n = 80
+    A = sp.random(n, n, density=0.15, random_state=1, data_rvs=lambda k: r.uniform(0.5, 3.0, k)).toarray()
+    A = A + A.T
+    np.fill_diagonal(A, 0.0)
+    A *= 25.0 / A.sum()  # sums to 25
+    aff = PrecomputedAffinities(A, normalize=False)
+    assert aff.P.sum() == pytest.approx(25.0)
+    Y0 = r.normal(scale=3.0, size=(n, 2))
+    seen = []
+    emb = TSNEEmbedding(Y0, aff, negative_gradient_method=method, dof=dof, callbacks_every_iters=1,
+                        callbacks=lambda it, kl, Y: seen.append((kl, np.array(Y))), **engine_kw)
+    emb = emb.optimize(4, learning_rate=10.0)
+    assert len(seen) == 4 and emb.kl_divergence == seen[-1][0]
+    before_step = [Y0] + [Y for _, Y in seen[:-1]]
+    for (kl, _), Y in zip(seen, before_step):
+        assert kl == pytest.approx(ref.kl_divergence_unnormalised(Y, A, dof), rel=rtol)
+    # the same quantity in terms of the normalised KL: s (KL(P / s || Q) + log s)
+    assert seen[0][0] == pytest.approx(25.0 * (ref.kl_divergence(Y0, A / 25.0, dof) + np.log(25.0)), rel=rtol)
 
 
 def test_partial_gradient_matches_reference():
@@ -111,23 +198,34 @@ def test_partial_gradient_matches_reference():
         assert kl == pytest.approx(np.sum(Pd[m] * np.log(Pd[m] / q[m])) / 40, rel=1e-9)
 
 
-def test_prepare_partial_median_and_weighted(clusters):
+def test_prepare_partial_median_and_weighted(clusters, fitted):
     Xtr, _, Xte, _ = clusters
-    emb = _fitted(Xtr).tsne_embedding_
+    emb = fitted("exact").tsne_embedding_
+    R = emb.embedding
     partial = emb.prepare_partial(Xte[:10], initialization="median", k=5)
-    idx, _ = emb.affinities.knn_index.query(Xte[:10], 5)
-    np.testing.assert_allclose(np.asarray(partial), np.median(emb.embedding[idx], axis=1))
+    for i, x in enumerate(Xte[:10]):
+        # the 5 nearest training points by brute force; per coordinate, the middle of their 5 positions
+        nearest = np.argsort(np.linalg.norm(Xtr - x, axis=1), kind="stable")[:5]
+        for c in range(2):
+            assert partial.embedding[i, c] == sorted(R[j, c] for j in nearest)[2]
     assert partial.P.shape == (10, 700)
     np.testing.assert_allclose(np.asarray(partial.P.sum(axis=1)).ravel(), 1.0)
     weighted = emb.prepare_partial(Xte[:10], initialization="weighted")
-    np.testing.assert_allclose(np.asarray(weighted), weighted.P @ emb.embedding)
+    W = weighted.P.toarray()
+    np.testing.assert_allclose(W.sum(axis=1), 1.0)
+    for i in range(10):
+        # the mean of the reference positions weighted by the new point's affinities
+        mean = np.zeros(2)
+        for j in range(R.shape[0]):
+            mean += W[i, j] * R[j]
+        np.testing.assert_allclose(weighted.embedding[i], mean, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="'initialization' parameter of prepare_partial"):
         emb.prepare_partial(Xte[:10], initialization="pca")
 
 
-def test_pickle_round_trip_gives_identical_results(clusters, tmp_path):
-    Xtr, _, Xte, _ = clusters
-    tsne = _fitted(Xtr, "bh")
+def test_pickle_round_trip_gives_identical_results(clusters, fitted, tmp_path):
+    Xte = clusters[2]
+    tsne = fitted("bh")
     again = pickle.loads(pickle.dumps(tsne))
     np.testing.assert_array_equal(again.transform(Xte[:30]), tsne.transform(Xte[:30]))
     emb = tsne.tsne_embedding_

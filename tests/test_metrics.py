@@ -152,9 +152,15 @@ def test_quality_report_keys_and_values(data):
                         "knn_accuracy"}
     assert rep["n_samples"] == 300
     assert rep["trustworthiness"] == pytest.approx(sk_trustworthiness(X, Y, n_neighbors=10), abs=1e-9)
-    assert rep["knn_preservation"] == pytest.approx(knn_preservation(X, Y, 10))
-    assert rep["knn_accuracy"] == pytest.approx(knn_accuracy(Y, labels, 10))
+    a, b = brute_knn(X, 10), brute_knn(Y, 10)
+    preservation = np.mean([len(set(a[i]) & set(b[i])) / 10 for i in range(300)])
+    assert rep["knn_preservation"] == pytest.approx(preservation, abs=1e-12)
+    votes = np.array([np.bincount(labels[row]).argmax() for row in b])  # ties: the smallest label
+    assert rep["knn_accuracy"] == pytest.approx(np.mean(votes == labels), abs=1e-12)
+    # without affinities: those of perplexity 30 (the default) over exact neighbours
+    P = PerplexityBasedNN(X, perplexity=30, method="exact").P
     assert rep["kl_divergence"] > 0
+    assert rep["kl_divergence"] == pytest.approx(reference.kl_divergence(Y, P), rel=1e-9)
     assert "knn_accuracy" not in quality_report(X, Y)
 
 
