@@ -92,8 +92,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, CappedGridNotice,
-                             _cube_extent, grid_size, ladder_spacing)
+from .._logging import log_once
+from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, _cube_extent, grid_size,
+                             ladder_spacing)
 
 logger = logging.getLogger(__name__)
 
@@ -258,12 +259,13 @@ def torch_grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, i
                      on_cap=_log_capped_grid)
 
 
-_log_capped_grid = CappedGridNotice(
-    logger, logging.WARNING,
-    "The {d}-D embedding spans {extent:.4g} units: the torch FFT repulsion grid is capped at "
-    "{n_fit} boxes per dimension (TORCH_MAX_GRID_NODES[{d}]), so its boxes are {box:.3g} units "
-    "wide instead of at most ints_in_interval = {width:g} and the repulsion is much less "
-    "accurate (see turbotsne.gpu.gradients; logged once).")
+def _log_capped_grid(d, extent, n_fit, width):
+    """The ``on_cap`` hook of :func:`torch_grid_size`: a warning, once per process."""
+    log_once(logger, logging.WARNING,
+             "The %d-D embedding spans %.4g units: the torch FFT repulsion grid is capped at %d boxes per "
+             "dimension (TORCH_MAX_GRID_NODES[%d]), so its boxes are %.3g units wide instead of at most "
+             "ints_in_interval = %g and the repulsion is much less accurate (see turbotsne.gpu.gradients; "
+             "logged once).", d, extent, n_fit, d, extent / n_fit, width)
 
 
 def _finite_bounds(Y):
@@ -428,17 +430,13 @@ def _transform_dims(d):
     return tuple(range(1, d + 1))
 
 
-_fallback_logged = False
-
-
 def _log_exact_fallback(d, grid):
-    global _fallback_logged
-    if not _fallback_logged:
-        _fallback_logged = True
-        logger.warning("The %d-D embedding spans %.4g units: the torch FFT grid would need boxes %.3g units "
-                       "wide (TORCH_MAX_GRID_NODES[%d] binds), too coarse to be accurate; the repulsion is "
-                       "summed exactly on such iterations instead (logged once).",
-                       d, grid.extent, grid.spacing * grid.p, d)
+    """A warning, once per process, that a capped grid's repulsion is summed exactly."""
+    log_once(logger, logging.WARNING,
+             "The %d-D embedding spans %.4g units: the torch FFT grid would need boxes %.3g units "
+             "wide (TORCH_MAX_GRID_NODES[%d] binds), too coarse to be accurate; the repulsion is "
+             "summed exactly on such iterations instead (logged once).",
+             d, grid.extent, grid.spacing * grid.p, d)
 
 
 class TorchFFTRepulsion(_FFTBase):
