@@ -1,8 +1,8 @@
 """Gradient backends on PyTorch tensors: exact and FFT interpolation, any device.
 
 The same quantities as the CPU backends (:mod:`turbotsne.gradients`), in openTSNE's scaling
-and with their interface: a backend is built once per optimisation (:func:`make_torch_backend`;
-:func:`make_torch_reference_backend` for transform) and called once per iteration as
+and with their interface: a backend is built once per optimisation by a factory at the end of
+this module (for transform, with a fixed reference embedding) and called once per iteration as
 ``kl = backend.gradient(Y, P, dof, exaggeration, out, compute_kl)``, ``Y`` and ``out`` being
 ``(n, d)`` tensors of the backend's ``dtype`` on its ``device``. ``P`` (scipy CSR, or a dense
 ndarray for the exact method) is copied to the device once per distinct object and never
