@@ -8,9 +8,10 @@ this module (for transform, with a fixed reference embedding) and called once pe
 ndarray for the exact method) is copied to the device once per distinct object and never
 modified. The FFT repulsion follows the CPU's grid rule and interpolation; where its grid cap
 binds, a fit sums that call's repulsion exactly and transform uses the coarser grid (each
-logged once); points that shot off raise ``ValueError``. Memory is bounded by the chunk sizes below. float32 (the default) agrees
-with the float64 CPU backends to ~1e-5; on CUDA ``index_add_`` is atomic, so results are not
-bit-reproducible from run to run. ``n_jobs`` is informational: the caller sets torch's threads.
+logged once); points that shot off raise ``ValueError``. Memory is bounded by the chunk sizes
+below. float32 (the default) agrees with the float64 CPU backends to ~1e-5; on CUDA
+``index_add_`` is atomic, so results are not bit-reproducible from run to run. ``n_jobs`` is
+informational: the caller sets torch's threads.
 Design, precision and measurements: docs/design/gpu.md.
 """
 from __future__ import annotations
