@@ -1,4 +1,4 @@
-"""The torch backend end to end, stage by stage (issue 9's benchmark).
+"""The torch backend end to end, stage by stage, on one device.
 
     python bench/bench_gpu.py --data mnist70k-raw --device cuda          # MNIST-70k, raw 784-d
     python bench/bench_gpu.py --data mnist1m --device cuda

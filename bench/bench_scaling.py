@@ -1,4 +1,4 @@
-"""Time against N, side by side, and a log-log plot (issue 6).
+"""Time against N, side by side, and a log-log plot.
 
     python bench/bench_scaling.py --sizes 2000 5000 10000 20000 35000 70000 --n-jobs 2 --out docs/scaling.png
 

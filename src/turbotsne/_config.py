@@ -1,9 +1,10 @@
 """Shared numerical settings and thread control.
 
 One place for the numba ``fastmath`` flags (without ``nnan``/``ninf`` so that
-NaN and inf checks inside kernels keep working), the dtypes, and the
-translation of scikit-learn's ``n_jobs`` convention into a thread count that
-governs numba, scipy.fft and the neighbour indexes alike.
+NaN and inf checks inside kernels keep working) and the translation of
+scikit-learn's ``n_jobs`` convention into a thread count that governs numba,
+scipy.fft and the neighbour indexes alike. Importing it sets
+``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set.
 """
 from __future__ import annotations
 
@@ -11,23 +12,16 @@ import contextlib
 import os
 import sys
 
-import numpy as np
-
-# numba's OpenMP workers spin after each parallel region by default; scipy.fft's worker
-# threads (and torch's) then compete with them for the cores. Sleeping waiters made the
-# 70k-point MNIST run 6 % faster end to end on 2 cores (34.0 -> 32.0 s, one ad hoc TSNE().fit
-# each way, no bench/ command). It only takes effect
-# if no OpenMP runtime read the variable yet, and a value the user set is kept.
+# numba's OpenMP workers spin after each parallel region by default and then compete for the
+# cores with scipy.fft's worker threads (and torch's); sleeping waiters avoid that. Measured with
+# ``python bench/bench_omp_wait.py --data mnist70k --n-jobs 2`` (figures in BENCHMARKS.md). It
+# takes effect only if no OpenMP runtime has read the variable yet (turbotsne/__init__.py imports
+# this module first), and a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: fastmath flags for every numba kernel: reassociation and contraction allowed,
 #: but NaN/inf semantics kept (``nnan``/``ninf`` are deliberately absent).
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
-#: dtype of embeddings, gradients and affinities.
-FLOAT = np.float64
-#: dtype of CSR index arrays handed to kernels.
-INDEX = np.int64
 
 
 def cpu_count() -> int:

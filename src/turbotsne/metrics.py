@@ -1,24 +1,16 @@
 """Quality of an embedding: trustworthiness, kNN preservation, KL divergence, a report.
 
-Everything here works at 70,000+ points without an ``N x N`` matrix:
-neighbour lists come from :class:`turbotsne.neighbors.Exact` (blocked brute
-force), and the ranks that trustworthiness needs are counted one block of rows
-of input-space distances at a time.
+Everything here works at 70,000+ points without an ``N x N`` matrix: neighbour lists come
+from :class:`turbotsne.neighbors.Exact` (blocked brute force) or, in embeddings of 1-3
+dimensions, a KD-tree; the ranks that trustworthiness needs are counted one block of rows of
+input-space distances at a time.
 
-Functions
----------
-:func:`trustworthiness`
-    scikit-learn's ``sklearn.manifold.trustworthiness`` (Venna & Kaski 2001),
-    the same number, in blocks.
-:func:`knn_preservation`
-    Mean fraction of each point's ``k`` input-space neighbours that are among
-    its ``k`` embedding neighbours.
-:func:`kl_divergence`
-    KL(P || Q) of an embedding for given affinities, exact or through the
-    Barnes-Hut / FFT gradient backends.
-:func:`quality_report`
-    All of the above (and a kNN classifier accuracy when labels are given) in
-    one dict, optionally on a random subsample.
+:func:`trustworthiness` is scikit-learn's ``sklearn.manifold.trustworthiness`` (Venna &
+Kaski 2001), the same number, in blocks; :func:`knn_preservation` the mean fraction of each
+point's ``k`` input-space neighbours that are among its ``k`` embedding neighbours;
+:func:`kl_divergence` KL(P || Q) of an embedding for given affinities, exact or through the
+Barnes-Hut / FFT gradient backends; :func:`quality_report` all of the above (and a kNN
+classifier accuracy when labels are given) in one dict, optionally on a random subsample.
 """
 from __future__ import annotations
 
@@ -68,9 +60,9 @@ def _embedding_knn(Y, k, n_jobs):
     """Exact euclidean neighbours in the embedding, each point excluded from its own list.
 
     Embeddings of 1-3 dimensions go through scikit-learn's KD-tree (what
-    ``sklearn.manifold.trustworthiness`` uses too): ~100x faster there than
-    the blocked brute force of :class:`~turbotsne.neighbors.Exact`, which
-    serves higher dimensions.
+    ``sklearn.manifold.trustworthiness`` uses too), far faster in so few
+    dimensions than the blocked brute force of :class:`~turbotsne.neighbors.Exact`
+    (docs/design/metrics.md), which serves higher dimensions.
     """
     if Y.shape[1] <= 3:
         from sklearn.neighbors import NearestNeighbors

@@ -1,23 +1,19 @@
 """Plots of embeddings with defaults that work from a thousand to a million points.
 
-Needs matplotlib (``pip install 'turbotsne[plot]'``), imported only when a
-plot is drawn: ``import turbotsne`` never imports matplotlib.
+Needs matplotlib (``pip install 'turbotsne[plot]'``), imported only when a plot is drawn:
+``import turbotsne`` never imports matplotlib. :func:`plot` picks the picture from the
+embedding's dimension and size:
 
-:func:`plot` picks the picture from the embedding's dimension and size:
+* 2-D: a scatter plot, marker size and opacity shrinking with N, rasterized points (small
+  vector files), drawn in a random order so that no class hides another; from
+  ``DENSITY_FROM`` points on, a 2-D histogram instead (counts on a log scale, or per bin the
+  majority class / the mean of continuous labels, shaded by the number of points);
+* 1-D: a heat-map strip along the coordinate (density, majority class or mean label per bin);
+* 3-D: a scatter on matplotlib's 3-D axes (on given 2-D axes: projected onto its first two
+  principal axes).
 
-* 2-D: a scatter plot, marker size and opacity shrinking with N, rasterized
-  points (small vector files), drawn in a random order so that no class hides
-  another; from ``DENSITY_FROM`` points on, a 2-D histogram instead (counts on
-  a log scale, or per bin the majority class / the mean of continuous labels,
-  shaded by the number of points);
-* 1-D: a heat-map strip along the coordinate (density, majority class or mean
-  label per bin);
-* 3-D: a scatter on matplotlib's 3-D axes (or, on given 2-D axes, projected
-  onto its first two principal axes).
-
-Labels with at most ``max_legend`` distinct values (or any non-numeric labels)
-are categorical and get a legend; numeric labels with more distinct values are
-continuous and get a colour bar.
+Labels with at most ``max_legend`` distinct values (or any non-numeric labels) are
+categorical and get a legend; numeric labels with more distinct values get a colour bar.
 """
 from __future__ import annotations
 

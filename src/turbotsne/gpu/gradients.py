@@ -1,87 +1,18 @@
 """Gradient backends on PyTorch tensors: exact and FFT interpolation, any device.
 
-The same quantities as the CPU backends (:mod:`turbotsne.gradients`), in openTSNE's
-scaling: with ``w_ij = (1 + |y_i - y_j|^2 / dof)^-dof``,
-
-    g_i = exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - y_j) - (1/Z) sum_{j != i} w_ij^((dof+1)/dof) (y_i - y_j)
-
-``Z = sum_{i != j} w_ij``, and (when asked) the KL divergence of the un-exaggerated P,
-``sum p log p - sum p log w + log(Z) sum p``. For transform (:class:`TorchPartialGradient`)
-P is ``(n_new, n_ref)`` with rows summing to 1, the reference is fixed, each new point
-has its own normaliser ``z_i = sum_j w_ij`` and the KL is the mean over new points.
-
-A backend is built once per optimisation (
-:func:`make_backend`, with an optional fixed reference for transform) and called once per iteration as
-``kl = backend.gradient(Y, P, dof, exaggeration, out, compute_kl)``: ``Y`` and ``out``
-are ``(n, d)`` tensors of the backend's ``dtype`` on its ``device`` (the full gradient
-is written into ``out``), and ``P`` is the caller's scipy CSR matrix (or dense ndarray)
--- the same object every iteration. It is copied to the device once (on the first call,
-and again only when a different object is passed: compared with ``is``) and never
-modified. Without ``compute_kl`` nothing is copied back to the host by the exact
-backend; the FFT backend reads the bounding box of ``Y`` (``2 d`` numbers) each call
-to size its grid.
-
-Attraction: the nonzeros of P are kept as row, column and value tensors; per chunk of
-:data:`NNZ_CHUNK` nonzeros the terms ``p_ij w_ij^(1/dof) (y_i - y_j)`` are computed and
-accumulated into ``out`` with ``index_add_``.
-
-Exact repulsion: tiles of rows against all points, each tile holding at most
-:data:`TILE_ELEMENTS` pair elements (the ``(d, rows, n)`` differences and a few
-``(rows, n)`` arrays), so memory is ``O(n)`` beyond the output. A dense P (the exact
-method on dense affinities) is fused: attraction and repulsion from the same tile.
-
-FFT repulsion: the scheme of :mod:`turbotsne.gradients.fft` (see its docstring):
-charges ``[1, y - c]`` spread with the quadratic B-spline onto the ``3^d`` nodes around
-each point's nearest node (``index_add_`` on a flat grid), convolution with the kernels
-``K2 = w^((dof+1)/dof)`` by ``torch.fft.rfftn`` / ``irfftn`` of the zero-padded
-``(2M)^d`` grid, kernel spectra deconvolved by the squared B-spline spectrum
-``sinc(w/2)^6`` per axis, gathering with the same weights. The grid rule is the CPU's
-(:func:`torch_grid_size` equals :func:`turbotsne.gradients.fft.grid_size` wherever the
-CPU's cap does not bind), so both backends use identical grids up to that cap.
-``Z`` is the Parseval sum ``sum_m |Q_m|^2 K1hat_m / (2M)^d - n`` over the spectrum of
-the unit charges (computed anyway): no extra inverse transform. The kernel spectra are
-cached while the grid size, node spacing and ``dof`` are unchanged.
-
-Differences from the CPU FFT backend:
-
-* no near/far split. The padded grid is capped at :data:`TORCH_MAX_GRID_NODES` nodes
-  (``2^26`` in 1-D and 2-D, ``2^25`` ~ 322^3 in 3-D, eight times the CPU's 3-D cap, so
-  3-D embeddings up to ~50 units keep the fine grid); a wider embedding gets the
-  largest grid under the cap (coarser boxes, logged once). In 3-D that costs accuracy
-  at the extents t-SNE reaches: unresolved near-field interactions. Measured against the
-  exact sum (3,000 points in 10 clusters of standard deviation extent/30, dof = 1;
-  normalised force error / Z error): extent 50 (fine grid, 51 boxes): 8e-4 / 2e-5;
-  extent 100 (50 boxes 2 units wide): 6e-2 / 2e-3; extent 150 (3 units): 0.55 / 1.5e-2;
-  extent 200 (4 units): 1.9 / 4e-2. So :class:`TorchFFTRepulsion` does not use a
-  capped grid: when the cap binds it computes that call's repulsion by the exact tiled
-  sum instead (logged once). Correct at any extent, O(N^2) per such call: on a GPU the
-  exact sum over 70,000 points is ~5e9 pair terms per call; on the CPU use the numba
-  backend, whose near/far split keeps the FFT at 1-2e-4 there. The transform
-  (reference) FFT still uses the capped grid. Boxes wider than
-  ``MAX_COARSENING`` x ``ints_in_interval`` (points that shot off) raise a
-  ``ValueError``, as on the CPU;
-* the kernel spectra come from a real FFT of the ``(2M)^d`` periodic kernel (no DCT
-  in torch), and the transforms are not pruned.
-
-Precision: ``dtype`` (float32 by default) for the node grids, the K2 spectrum, the
-charge FFTs and every per-pair term; sums that feed ``Z``, the KL divergence, the
-interpolation weights, the K1 spectrum and the Parseval sum are accumulated in float64
-(float32 on devices without float64, i.e. MPS). The reference (transform) FFT path
-convolves rarely (once per grid and ``dof``) and keeps its potentials in float64.
-float32 agrees with the float64 CPU backends to a few 1e-6 of the largest gradient
-(exact; measured <= 3e-6 for d <= 5, dof in 0.5..100) and to ~1e-5 (FFT, same grid;
-the CPU's grids are float32 too).
-
-Memory: exact tiles are bounded by :data:`TILE_ELEMENTS`, attraction chunks by
-:data:`NNZ_CHUNK`, spreading and gathering chunks by :data:`POINT_CHUNK_ELEMENTS`; the
-FFT grids take about ``(2 d + 5) (2M)^d`` float32 values (~2.4 GB at the 2-D cap,
-~1.5 GB at the 3-D cap; a 2-D embedding 100 units wide needs ~15 MB).
-
-Determinism: on the CPU every operation is deterministic (``index_add_`` accumulates
-in index order). On CUDA ``index_add_`` uses atomic additions, so results are not
-bit-reproducible from run to run (differences at rounding level).
-
-``n_jobs`` is informational: the caller sets torch's thread count.
+The same quantities as the CPU backends (:mod:`turbotsne.gradients`), in openTSNE's scaling
+and with their interface: a backend is built once per optimisation by :func:`make_backend`
+(for transform, with a fixed reference embedding) and called once per iteration as
+``kl = backend.gradient(Y, P, dof, exaggeration, out, compute_kl)``, ``Y`` and ``out`` being
+``(n, d)`` tensors of the backend's ``dtype`` on its ``device``. ``P`` (scipy CSR, or a dense
+ndarray for the exact method) is copied to the device once per distinct object and never
+modified. The FFT repulsion follows the CPU's grid rule and interpolation; where its grid cap
+binds, a fit sums that call's repulsion exactly and transform uses the coarser grid (each
+logged once); points that shot off raise ``ValueError``. Memory is bounded by the chunk sizes
+below. float32 (the default) agrees with the float64 CPU backends to ~1e-5; on CUDA
+``index_add_`` is atomic, so results are not bit-reproducible from run to run. ``n_jobs`` is
+informational: the caller sets torch's threads.
+Design, precision and measurements: docs/design/gpu.md.
 """
 from __future__ import annotations
 
@@ -92,8 +23,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, CappedGridNotice,
-                             _cube_extent, grid_size, ladder_spacing)
+from .._logging import log_once
+from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, _cube_extent, grid_size,
+                             ladder_spacing)
 
 logger = logging.getLogger(__name__)
 
@@ -258,12 +190,13 @@ def torch_grid_size(extent, d, n_interpolation_points=3, min_num_intervals=50, i
                      on_cap=_log_capped_grid)
 
 
-_log_capped_grid = CappedGridNotice(
-    logger, logging.WARNING,
-    "The {d}-D embedding spans {extent:.4g} units: the torch FFT repulsion grid is capped at "
-    "{n_fit} boxes per dimension (TORCH_MAX_GRID_NODES[{d}]), so its boxes are {box:.3g} units "
-    "wide instead of at most ints_in_interval = {width:g} and the repulsion is much less "
-    "accurate (see turbotsne.gpu.gradients; logged once).")
+def _log_capped_grid(d, extent, n_fit, width):
+    """The ``on_cap`` hook of :func:`torch_grid_size`: a warning, once per process."""
+    log_once(logger, logging.WARNING,
+             "The %d-D embedding spans %.4g units: the torch FFT repulsion grid is capped at %d boxes per "
+             "dimension (TORCH_MAX_GRID_NODES[%d]), so its boxes are %.3g units wide instead of at most "
+             "ints_in_interval = %g and the repulsion is much less accurate (see turbotsne.gpu.gradients; "
+             "logged once).", d, extent, n_fit, d, extent / n_fit, width)
 
 
 def _finite_bounds(Y):
@@ -428,17 +361,13 @@ def _transform_dims(d):
     return tuple(range(1, d + 1))
 
 
-_fallback_logged = False
-
-
 def _log_exact_fallback(d, grid):
-    global _fallback_logged
-    if not _fallback_logged:
-        _fallback_logged = True
-        logger.warning("The %d-D embedding spans %.4g units: the torch FFT grid would need boxes %.3g units "
-                       "wide (TORCH_MAX_GRID_NODES[%d] binds), too coarse to be accurate; the repulsion is "
-                       "summed exactly on such iterations instead (logged once).",
-                       d, grid.extent, grid.spacing * grid.p, d)
+    """A warning, once per process, that a capped grid's repulsion is summed exactly."""
+    log_once(logger, logging.WARNING,
+             "The %d-D embedding spans %.4g units: the torch FFT grid would need boxes %.3g units "
+             "wide (TORCH_MAX_GRID_NODES[%d] binds), too coarse to be accurate; the repulsion is "
+             "summed exactly on such iterations instead (logged once).",
+             d, grid.extent, grid.spacing * grid.p, d)
 
 
 class TorchFFTRepulsion(_FFTBase):

@@ -4,11 +4,10 @@ Per tile of query rows: ``|r|^2 - 2 q r^T`` (one matrix product; on a CUDA
 device the tensor cores do the work) and ``topk`` of ``k + REFINE_MARGIN``
 candidates, then the candidates' distances are recomputed from coordinate
 differences in float64 (no cancellation error, so a near-tie at the k-th
-neighbour is decided on exact distances, not on the product's rounding; with a
-float32 recomputation, torch 2.13's CPU build intermittently returned distances
-off by ~2e-4 relative in a process whose numba kernels had just run) and the
-``k`` nearest kept, sorted by (distance, index). Tiles are sized so that no
-intermediate exceeds :data:`BLOCK_BYTES`: memory stays bounded at any N.
+neighbour is decided on exact distances, not on the product's rounding; see
+docs/design/gpu.md) and the ``k`` nearest kept, sorted by (distance, index).
+Tiles are sized so that no intermediate exceeds :data:`BLOCK_BYTES`: memory
+stays bounded at any N.
 """
 from __future__ import annotations
 

@@ -12,22 +12,20 @@ force kernel is then the same code on every iteration, so (with fastmath's
 reassociation) the trajectory does not depend on when KL was evaluated.
 
 The approximate methods (whose repulsion errs by ~1e-3) use the single-precision kernel
-(:func:`attractive_forces_single`, vectorised); the exact method the float64 one.
+(:func:`attractive_forces_single`, vectorised); the exact method the float64 one. The
+measurements behind the kernels' choices: docs/design/attraction.md.
 """
 import numba
 import numpy as np
 
 from .._config import FASTMATH
 
-#: the force kernel's flags: FASTMATH without reassociation, which keeps LLVM from
-#: vectorising the row loop into gathers of R[j]. On a 2-core AMD EPYC (Zen 4, AVX-512) the
-#: gathered loop took 16.3 ms per call at MNIST-70k (2-D, 2 threads), the scalar loop 12.5 ms:
-#: out-of-order execution overlaps the independent neighbour loads without the gathers'
-#: cost (``python bench/bench_attraction.py --data mnist70k``).
+#: the float64 kernel's flags: FASTMATH without reassociation, which keeps LLVM from
+#: vectorising the row loop into gathers of R[j] (slower than the scalar loop on some CPUs).
 FORCE_FASTMATH = FASTMATH - {"reassoc"}
 #: positions in P and neighbour ids as unsigned integers in the row loops: numba then emits no
 #: negative-index wraparound for ``indices[jj]``, ``data[jj]`` and ``R[j]`` (CSR positions and
-#: ids are never negative): 10.3 -> 9.2 ms per 2-D call at MNIST-70k (2 threads, same process)
+#: ids are never negative)
 _U = numba.uint64
 
 
@@ -52,8 +50,7 @@ def _pair_2d(x0, x1, R, j, p, inv_dof):
 def _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
     # the hot case (2-D): scalar accumulators, no branch in the loop; two interleaved sums
     # (even and odd entries of the row, added at the end: a fixed order, so still independent
-    # of the threads) halve the dependency chain of the additions: 10.8 -> 9.5 ms per call at
-    # MNIST-70k on 2 cores (an ad hoc same-process comparison)
+    # of the threads) halve the dependency chain of the additions
     x0 = Y[i, 0]
     x1 = Y[i, 1]
     a0 = 0.0
@@ -87,8 +84,7 @@ def _pair_3d(x0, x1, x2, R, j, p, inv_dof):
 
 @numba.njit(fastmath=FORCE_FASTMATH, cache=True, inline="always")
 def _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
-    # 3-D, likewise (the generic loop below, accumulating into ``out``, took 1.7x as long: 27 vs
-    # 16 ms at 70k points)
+    # 3-D, likewise (faster than the generic loop below, which accumulates into ``out``)
     x0 = Y[i, 0]
     x1 = Y[i, 1]
     x2 = Y[i, 2]
@@ -200,20 +196,11 @@ def attractive_forces_single(indptr, indices, data, Y, R, dof, exaggeration, out
     counts, i.e. 1-D FFT embeddings, take the shared generic row loop, float64 arithmetic over
     the float32 inputs), ``out`` float64.
 
-    Compiled *with* reassociation: in 2-D and 3-D LLVM vectorises the row loop (gathers of
-    16 float32 coordinates, packed divisions). Measured per call at MNIST-70k (2 threads,
-    ``python bench/bench_attraction.py --data mnist70k [--n-components 3]``, the 2026-12-01
-    host): 2-D float64 kernel 5.70 ms, this one 3.70 ms (3.98 ms as the backend calls it, the
-    float32 copy of the positions made per call), the same float32 loop without reassociation
-    (scalar) 4.71 ms; 3-D 6.96 -> 4.92 ms; on the finished 2-D embedding (``--final``) 6.88 ->
-    4.90 ms. The forces' largest difference from float64, relative to the largest force, is
-    5.2e-7 at the PCA start and 3.5e-5 on the finished embedding (extent ~200: float32 rounding
-    of positions ~100 units out, ~8e-6, against neighbour distances ~1), far
-    below the FFT and Barnes-Hut repulsions' ~1e-3. The reduction order per row is fixed
-    at compile time: still independent of the thread count. Gathers are fast on some hosts
-    and slow on others (the float64 loop with gathers was 1.3x slower than the scalar one on
-    the 2026-11-29 host, see ``FORCE_FASTMATH``, and 0.92x on this one); the float32 loop was
-    not measured on that host.
+    Compiled *with* reassociation, so that LLVM vectorises the 2-D and 3-D row loops. The
+    forces differ from the float64 kernel's by float32 rounding of the positions (relative
+    to the largest force, a few 1e-5 on a finished embedding ~200 units wide), far below the FFT
+    and Barnes-Hut repulsions' ~1e-3. The reduction order per row is fixed at compile time,
+    so the result does not depend on the thread count.
     """
     n, d = Y.shape
     inv_dof = _F32(1.0 / dof)

@@ -1,66 +1,17 @@
-"""Barnes-Hut repulsion: a linear 2^d-ary space-partitioning tree, 1-3 dims (numba).
+"""Barnes-Hut repulsion in 1-3 dimensions on a linear 2^d-ary tree (numba).
 
-Design
-------
-Every call rebuilds the tree from scratch; build and traversal are both
-parallel, and neither depends on the thread schedule, so the result is
-bit-identical for any number of threads.
+:class:`BarnesHutRepulsion` is a callable ``(Y, dof, out) -> Z`` that builds the tree of
+``Y`` on every call; :class:`BarnesHutReferenceRepulsion` builds the tree of a fixed
+reference once and computes the repulsion of new points by it (``transform``). A cell of
+side ``s`` whose centre of mass is at distance ``r`` from a point is summarised when
+``s / r < theta`` (for new points with ``dof > 1`` also only where the kernel varies
+little across it, or where its contribution is negligible); summaries are second order
+(centre of mass and covariance). ``theta = 0`` summarises nothing: the exact sum.
 
-1. **Keys.** The bounding box of ``Y`` is grown to a cube of side ``s``.
-   Each point is quantised to ``depth`` bits per coordinate and the bits are
-   interleaved into a Morton key (binary tree in 1-D, quadtree in 2-D, octree
-   in 3-D; ``depth`` = 30, 30, 21 levels). Keys are computed in parallel.
-2. **Sort.** A stable LSD radix sort (8-bit digits, only as many passes as the
-   key has bits) orders the points by key. Histograms are counted per block
-   in parallel and scattered in parallel; the prefix sums are serial and in a
-   fixed order, so the permutation is unique (stable). The sorted coordinates
-   ``Ys`` are gathered once, so that the points of every cell are one
-   contiguous slice ``Ys[start:end]``.
-3. **Linear tree, level by level.** Node ``t`` stores ``start, end`` (its
-   slice of sorted points), ``first_child, n_children`` (the non-empty
-   children are stored contiguously in the next level), its centre of mass
-   and ``crit = (side / theta)^2``, plus the second moment ``C`` of its
-   points about the centre of mass. Level ``l + 1`` is made from level ``l``
-   in two parallel passes (count the non-empty children of each node by
-   binary search on the sorted keys; then write them), with a serial prefix
-   sum in between that assigns child offsets in node order. A node with one
-   point, or at the depth cap, is a leaf; duplicates therefore end in a leaf
-   at the depth cap and never cause unbounded recursion. Centres of mass
-   and second moments are computed bottom-up, one parallel pass per level
-   (leaves from their points, inner nodes from their children by the
-   parallel-axis theorem).
-4. **Traversal.** Points are processed in sorted (Morton) order, in parallel
-   blocks (spatially close points share the same nodes in cache); each
-   thread owns the output rows of its points. An explicit stack replaces
-   recursion. A cell is summarised when it does not contain the point
-   itself and ``side / distance(point, centre of mass) < theta`` (``d2 >
-   crit``); ``theta = 0`` gives ``crit = inf``, so nothing is summarised and the
-   result is exact. Leaves that are not summarised are iterated point by
-   point, skipping the point itself. ``Z`` is accumulated per point into a
-   buffer and summed in index order. 2-D has its own traversal kernel with
-   scalar coordinates; 1-D and 3-D share a generic one.
-
-**New points against a fixed reference** (:class:`BarnesHutReferenceRepulsion`,
-for ``transform``): the tree of the reference is built once (steps 1-3) and
-kept; each call only sorts the new points by their own Morton keys (for cache
-locality) and runs the same traversal kernel with ``own=False``: no point is
-skipped and each new point gets its own ``z``. New points may lie anywhere,
-also far outside the reference's box. For ``dof > 1`` the traversal of new
-points also checks that the kernel varies little across a summarised cell,
-and takes a monopole for cells whose contribution is negligible (see the note
-above :func:`_pair`); for ``dof <= 1`` it uses the plain criterion.
-
-Summaries are second order: besides the centre of mass, each cell keeps the
-covariance of its points, and the kernel and force are expanded to second
-order about the centre of mass (formulas above :func:`_pair`). The opening
-criterion is openTSNE's, but at ``theta = 0.5`` the forces are about ten times
-and ``Z`` about forty times more accurate than a monopole summary (openTSNE's),
-for a few extra flops per summarised cell.
-
-The tree arrays grow when a build runs out of room (rare: only chains of
-single-child cells, i.e. near-duplicates, need more than the initial
-capacity) and are kept on the object, so repeated calls with the same ``n``
-do not allocate large arrays.
+Promises: build and traversal run in parallel, yet the result is bit-identical for any
+number of threads; duplicate points end in leaves at the depth cap (no unbounded
+recursion); NaN or inf raise ``ValueError``; the tree arrays are kept on the object, so
+repeated calls of one size do not allocate. How, and how accurate: docs/design/barnes_hut.md.
 """
 from __future__ import annotations
 
@@ -89,8 +40,9 @@ _STACK = 512
 #: monopole even where the second-order expansion is not valid.
 _NEGLIGIBLE = 1e-5
 
+#: failure codes: :func:`_build_tree` ran out of node capacity; :func:`_morton_keys` met NaN or inf.
 _FAILED_CAPACITY = -1
-_FAILED_NONFINITE = -2
+_FAILED_NONFINITE = -1.0
 
 
 @numba.njit(inline="always")
@@ -121,7 +73,7 @@ def _spread3(v):
 def _morton_keys(Y, depth, keys):
     """Write the Morton key of every row of ``Y`` into ``keys``; return the cube side.
 
-    Returns a negative number when ``Y`` holds NaN or inf.
+    Returns ``_FAILED_NONFINITE`` when ``Y`` holds NaN or inf.
     """
     n, d = Y.shape
     lo = np.empty(d)
@@ -140,7 +92,7 @@ def _morton_keys(Y, depth, keys):
             if v > hi[k]:
                 hi[k] = v
     if not finite:
-        return -1.0
+        return _FAILED_NONFINITE
     side = 0.0
     for k in range(d):
         if hi[k] - lo[k] > side:
@@ -335,7 +287,7 @@ def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
     Fills ``Ys`` (sorted coordinates), ``node_i`` rows ``(start, end,
     first_child, n_children)``, ``node_f`` rows ``(centre of mass..., crit,
     second moment...)`` and ``level_ptr`` (first node of each level; last
-    entry = node count). Returns the number of nodes, or ``-1`` when
+    entry = node count). Returns the number of nodes, or ``_FAILED_CAPACITY`` when
     ``node_i`` is too small. Levels with fewer than ``_PAR_MIN_NODES`` nodes
     are processed serially (a parallel region costs more than their work).
     """
@@ -376,7 +328,7 @@ def _build_tree(Y, skeys, order, side, theta, Ys, node_i, node_f, level_ptr):
             node_i[t, 2] = c
             c += node_i[t, 3]
         if c > cap:
-            return -1
+            return _FAILED_CAPACITY
         level_ptr[lvl + 2] = c
         crit = (side * 0.5 ** (lvl + 1) * inv_theta) ** 2
         # pass 2: write the children
@@ -723,12 +675,12 @@ class _MortonOrder:
 
     def sort(self, Y):
         """Sort the rows of ``Y`` by Morton key (``_keys``, ``_order``); return
-        the side of the bounding cube, negative when ``Y`` holds NaN or inf."""
+        the side of the bounding cube, or ``_FAILED_NONFINITE`` when ``Y`` holds NaN or inf."""
         n, d = Y.shape
         if self._n != n or self._d != d:
             self._allocate(n, d)
         side = _morton_keys(Y, DEPTH[d], self._keys)
-        if side >= 0:
+        if side != _FAILED_NONFINITE:
             _radix_argsort(self._keys, d * DEPTH[d], self._order, self._tmp_keys, self._tmp_order, self._hist)
         return side
 
@@ -756,12 +708,12 @@ class _LinearTree(_MortonOrder):
     def build(self, Y):
         """Build the tree of ``Y``; returns the number of nodes."""
         side = self.sort(Y)
-        if side < 0:
+        if side == _FAILED_NONFINITE:
             raise ValueError("The embedding contains NaN or inf; the Barnes-Hut tree cannot be built.")
         while True:
             n_nodes = _build_tree(Y, self._keys, self._order, side, self.theta, self._Ys,
                                   self._node_i, self._node_f, self._level_ptr)
-            if n_nodes >= 0:
+            if n_nodes != _FAILED_CAPACITY:
                 return n_nodes
             self._grow(2 * self._capacity, Y.shape[1])
 
@@ -851,7 +803,7 @@ class BarnesHutReferenceRepulsion:
             return
         Y = np.ascontiguousarray(Y, dtype=np.float64)
         q = self._queries
-        if q.sort(Y) < 0:
+        if q.sort(Y) == _FAILED_NONFINITE:
             raise ValueError("The new points contain NaN or inf.")
         _gather_rows(Y, q._order, q._Ys)
         t = self._tree

@@ -1,6 +1,6 @@
 """Peak memory per stage of one turbotsne run, per point, beyond the loaded input.
 
-    python bench/probe_memory.py --data mnist250k --n-jobs 2
+    python bench/experiments/probe_memory.py --data mnist250k --n-jobs 2
 
 Stages: imports; the kNN (the "auto" index, k = 90, built and queried); the index and its
 output dropped; ``PerplexityBasedNN`` (kNN again + P; the index stays with it); 30
@@ -12,7 +12,7 @@ import gc
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for common
 import common  # noqa: E402
 
 

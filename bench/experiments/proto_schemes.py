@@ -5,7 +5,7 @@ box3: FIt-SNE's box-local quadratic Lagrange; lag3/4/5: centred Lagrange; keys4:
 bsp3/bsp4: quadratic/cubic B-spline with the kernel spectrum divided by |B^|^2 (VAR=b: optimal
 influence function, VAR=c: kernel from 2x oversampled samples). PAD = margin nodes per side.
 
-    PAD=2 PYTHONPATH=src python bench/proto_schemes.py box3 lag3 lag4 bsp3 bsp4
+    PAD=2 PYTHONPATH=src python bench/experiments/proto_schemes.py box3 lag3 lag4 bsp3 bsp4
 """
 import sys, numpy as np, scipy.fft
 import turbotsne.gradients.fft as F

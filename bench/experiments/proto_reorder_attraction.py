@@ -1,7 +1,7 @@
 """Prototype: does relabelling the points in reverse Cuthill-McKee order of P speed up the attraction?
 
-    python bench/proto_reorder_attraction.py --copies 1     # MNIST-70k's P
-    python bench/proto_reorder_attraction.py --copies 14    # ~1M points: 14 copies, labels shuffled
+    python bench/experiments/proto_reorder_attraction.py --copies 1     # MNIST-70k's P
+    python bench/experiments/proto_reorder_attraction.py --copies 14    # ~1M points: 14 copies, labels shuffled
 
 The attraction reads ``Y[j]`` for the ~90-130 neighbours ``j`` of each point; with a
 random labelling those reads are random. RCM relabels the graph so that neighbours get
@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for common
 import common  # noqa: E402
 
 

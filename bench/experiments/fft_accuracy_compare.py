@@ -1,7 +1,7 @@
 """Side-by-side: error (3,000 pts) and time per call (70k pts, 2 threads) of the FFT
 repulsion, this tree vs an older fft.py (path in argv[1], e.g. from `git show`).
 
-    PYTHONPATH=src python bench/fft_accuracy_compare.py /tmp/fft_old.py
+    PYTHONPATH=src python bench/experiments/fft_accuracy_compare.py /tmp/fft_old.py
 """
 import importlib.util, sys, time
 import numpy as np
