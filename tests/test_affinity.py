@@ -202,3 +202,25 @@ def test_compact_knn_pipeline_gives_float32_P_in_the_knn_buffers(digits, monkeyp
         monkeypatch.setattr(nb, "COMPACT_KNN_FROM_ENTRIES", threshold)
         kl.append(TSNE(neighbors="hnsw", n_jobs=1, random_state=0, n_iter=300).fit(digits).kl_divergence_)
     assert abs(kl[1] - kl[0]) < 0.01 * kl[0]
+
+
+def test_transform_onto_every_neighbour_kernel():
+    # transform's perplexity sets the new points' Gaussian kernel for every class that has a perplexity
+    # (one scale for the multiscale kernels); fixed-sigma and uniform kernels keep their own parameters
+    from turbotsne import TSNEEmbedding
+    from turbotsne.affinity import FixedSigmaNN, Multiscale, MultiscaleMixture, Uniform
+    from turbotsne.initialization import pca
+
+    X = np.random.default_rng(3).normal(size=(260, 6))
+    ref, new = X[:220], X[220:]
+    single = PerplexityBasedNN(ref, 20, method="exact").to_new(new, perplexity=5).toarray()
+    for aff in (Multiscale(ref, [5, 20], method="exact"), MultiscaleMixture(ref, [5, 20], method="exact"),
+                FixedSigmaNN(ref, 1.5, k=12, method="exact"), Uniform(ref, 12, method="exact")):
+        emb = TSNEEmbedding(pca(ref, 2, random_state=0), aff)
+        partial = emb.prepare_partial(new, **aff.transform_params(5))
+        if isinstance(aff, MultiscaleMixture):
+            np.testing.assert_allclose(partial.P.toarray(), single, rtol=1e-12, atol=1e-15)
+        else:
+            np.testing.assert_array_equal(partial.P.toarray(), aff.to_new(new).toarray())
+        out = np.asarray(emb.transform(new, n_iter=5))
+        assert out.shape == (40, 2) and np.all(np.isfinite(out))

@@ -14,6 +14,7 @@ build the neighbour index and hand the arithmetic to the engine
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 
@@ -87,6 +88,13 @@ class Affinities:
     @property
     def n_samples(self):
         return self.P.shape[0]
+
+    def transform_params(self, perplexity):
+        """What ``TSNEEmbedding.transform(perplexity=...)`` passes to :meth:`to_new`: the
+        perplexity for kernels that have one (a single scale for the multiscale kernels);
+        kernels without one (fixed sigma, uniform) keep their own parameters. A subclass
+        whose ``to_new`` takes ``perplexity`` gets it."""
+        return {"perplexity": perplexity} if "perplexity" in inspect.signature(self.to_new).parameters else {}
 
     def to_new(self, data, k=None, return_distances=False, **kwargs):
         """Affinities of new points to the reference: a CSR ``(n_new, n_ref)`` with rows summing to 1.
@@ -177,6 +185,9 @@ class _PerplexityKernel:
 
     def _params(self):
         return {"perplexity": self.perplexity}
+
+    def transform_params(self, perplexity):
+        return {"perplexity": perplexity}
 
     @staticmethod
     def _check_params(params, owner):
@@ -281,6 +292,9 @@ class MultiscaleMixture(_NeighborAffinities):
 
     def _params(self):
         return {"perplexities": self.perplexities}
+
+    def transform_params(self, perplexity):
+        return {"perplexities": [perplexity]}
 
     @staticmethod
     def _check_params(params, owner):

@@ -287,7 +287,8 @@ class TSNEEmbedding(_Embedding):
         check_scalar(max_step_norm, "max_step_norm", owner, float, low=0.0, allow_none=True)
         _check_keys(gradient_descent_params, owner)
         OptimizeOptions.build(owner, **{**self.gradient_descent_params, **gradient_descent_params})  # before any work
-        partial = self.prepare_partial(X, initialization=initialization, k=k, perplexity=perplexity)
+        partial = self.prepare_partial(X, initialization=initialization, k=k,
+                                       **self.affinities.transform_params(perplexity))
         partial.gradient_descent_params.update(max_grad_norm=max_grad_norm, max_step_norm=max_step_norm)
         try:
             partial.optimize(early_exaggeration_iter, inplace=True, propagate_exception=True,
