@@ -181,3 +181,14 @@ def test_quality_report_subsample_and_embedding_affinities(data):
         quality_report(X, Y, subsample=1.5)
     with pytest.raises(ValueError, match="labels must have shape"):
         quality_report(X, Y, labels[:-1])
+
+
+@pytest.mark.parametrize("working_memory", [64, 0.05])
+def test_trustworthiness_equals_sklearn_with_tied_distances(working_memory):
+    # small-integer features: many input distances tie exactly; the rows concerned are ranked in
+    # scikit-learn's sort order, so the value is scikit-learn's to the last bit, blocks or not
+    r = np.random.default_rng(7)
+    X = r.integers(0, 4, size=(300, 6)).astype(np.float64)
+    Y = X[:, :2] + 0.01 * r.standard_normal((300, 2))
+    for k in (5, 12):
+        assert trustworthiness(X, Y, k, working_memory=working_memory) == sk_trustworthiness(X, Y, n_neighbors=k)

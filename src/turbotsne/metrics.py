@@ -116,6 +116,46 @@ def _closer_counts(D, row_offset, thresholds, out):
             out[r, m] = c
 
 
+@numba.njit(parallel=True, cache=True)
+def _has_ties(D, row_offset, thresholds, out):
+    """``out[r]`` = whether some ``thresholds[r, m]`` (sorted) is the distance of two or more
+    points ``j != i`` in row ``i = row_offset + r`` (their ranks then depend on the sort order)."""
+    b, n = D.shape
+    k = thresholds.shape[1]
+    for r in numba.prange(b):
+        i = row_offset + r
+        seen = np.zeros(k, dtype=np.int64)
+        t_max = thresholds[r, k - 1]
+        tied = False
+        for j in range(n):
+            x = D[r, j]
+            if x > t_max or j == i:
+                continue
+            lo, hi = 0, k
+            while lo < hi:  # the first threshold >= x
+                mid = (lo + hi) // 2
+                if thresholds[r, mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < k and thresholds[r, lo] == x:
+                seen[lo] += 1
+                if seen[lo] > 1:
+                    tied = True
+                    break
+        out[r] = tied
+
+
+def _sorted_ranks(row, i, columns):
+    """1-based positions of ``columns`` in ``np.argsort`` of ``row`` with ``row[i] = inf``: the
+    ranks scikit-learn's ``trustworthiness`` reads, ties in its sort order included."""
+    row = row.copy()
+    row[i] = np.inf
+    position = np.empty(row.shape[0], dtype=np.int64)
+    position[np.argsort(row)] = np.arange(1, row.shape[0] + 1)
+    return position[columns]
+
+
 def trustworthiness(X, Y, n_neighbors=10, metric="euclidean", *, n_jobs=1, working_memory=64):
     """How far the embedding's neighbourhoods can be trusted (Venna & Kaski 2001).
 
@@ -129,8 +169,9 @@ def trustworthiness(X, Y, n_neighbors=10, metric="euclidean", *, n_jobs=1, worki
     neighbours of ``i``. scikit-learn builds the full ``N x N`` distance and
     rank matrices; here the ranks are counted from one block of input-space
     distance rows at a time (``O(N * block)`` memory, ``O(N^2)`` time), so it
-    runs at 70,000+ points. Input distances that tie exactly share the lowest
-    rank (scikit-learn's depend on its sort order).
+    runs at 70,000+ points. Where input distances tie exactly (integer data),
+    the rows concerned are ranked by ``np.argsort`` as scikit-learn ranks them,
+    so the value is scikit-learn's, ties included.
 
     Parameters
     ----------
@@ -192,6 +233,10 @@ def trustworthiness(X, Y, n_neighbors=10, metric="euclidean", *, n_jobs=1, worki
             counts = np.empty((b, k), dtype=np.int64)
             _closer_counts(D, start, thr, counts)
             ranks = counts + 1
+            tied = np.empty(b, dtype=np.bool_)
+            _has_ties(D, start, thr, tied)
+            for r in np.flatnonzero(tied):
+                ranks[r] = _sorted_ranks(D[r], start + r, idx[r])
             penalty += int(np.sum(np.maximum(ranks - k, 0)))
             start += b
     return float(1.0 - penalty * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))))
