@@ -92,8 +92,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, CappedGridNotice,
-                             _cube_extent, grid_size, ladder_spacing)
+from ..gradients.grid import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, CappedGridNotice,
+                              cube_extent as _cube_extent, grid_size, ladder_spacing)
 
 logger = logging.getLogger(__name__)
 
