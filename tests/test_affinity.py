@@ -155,7 +155,7 @@ def test_symmetrize_in_place_float32_equals_scipy_reference(n, k, zeros):
     SciPy's float32 (P + P^T) / sum bit for bit, also when many zero entries make rows move
     towards the front and others towards the back."""
     from turbotsne.affinity import symmetrize
-    from turbotsne.neighbors import _output
+    from turbotsne.neighbors.base import knn_output as _output
 
     rng = np.random.default_rng(k)
     ind = _output(n, k, np.int32, room=True)
@@ -186,7 +186,7 @@ def test_compact_knn_pipeline_gives_float32_P_in_the_knn_buffers(digits, monkeyp
     indices, the same pattern as the full-precision P and within float32 rounding of it; TSNE on
     it reaches the same KL."""
     pytest.importorskip("hnswlib")
-    import turbotsne.neighbors as nb
+    import turbotsne.neighbors.base as nb
     from turbotsne import TSNE
 
     full = PerplexityBasedNN(digits, 30, method="hnsw", n_jobs=1, random_state=0)

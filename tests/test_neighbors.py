@@ -150,11 +150,11 @@ def test_exact_euclidean_no_cancellation():
 
 def test_exact_small_blocks_and_threads(data_dups, monkeypatch):
     """Many small blocks over 2 threads give the one-block, 1-thread answer."""
-    import turbotsne.neighbors as nb
+    import turbotsne.neighbors.brute as brute
 
     X = data_dups
     ind1, dist1 = Exact("euclidean", n_jobs=1).build(X, 9)
-    monkeypatch.setattr(nb, "BLOCK_BYTES", 8 * 300 * 7)  # 7 rows per block
+    monkeypatch.setattr(brute, "BLOCK_BYTES", 8 * 300 * 7)  # 7 rows per block
     ind2, dist2 = Exact("euclidean", n_jobs=2).build(X, 9)
     np.testing.assert_array_equal(ind1, ind2)
     np.testing.assert_array_equal(dist1, dist2)
@@ -437,16 +437,26 @@ def test_k_and_fit_errors(data_dups):
 @pytest.mark.parametrize("module, method", [("annoy", "annoy"), ("hnswlib", "hnsw")])
 def test_missing_optional_package_names_the_extra(monkeypatch, module, method):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
-    import turbotsne.neighbors as nb
+    import turbotsne.neighbors.base as base
 
-    monkeypatch.setattr(nb, "_installed", lambda name: name != module)
+    monkeypatch.setattr(base, "installed", lambda name: name != module)
     with pytest.raises(ImportError, match=r"pip install 'turbotsne\[ann\]'"):
         get_knn_index(method, "euclidean")
-    index = nb._index_classes()[method]("euclidean")
+    index = base.INDEXES[method]("euclidean")
     with pytest.raises(ImportError, match=r"pip install 'turbotsne\[ann\]'"):
         index.build(np.eye(5), 2)
     # "approx" quietly moves on to an installed index
     assert get_knn_index("approx", "euclidean").choose(5000, False) != method
+
+
+def test_registered_indexes_are_the_neighbors_methods():
+    """Every index registered by name is a value of ``neighbors`` and vice versa; "approx"
+    only prefers registered indexes."""
+    import turbotsne.neighbors as nb
+
+    assert set(nb.NEIGHBORS_METHODS) == {"auto", "approx"} | set(nb.INDEXES)
+    assert set(nb.APPROX_ORDER) <= set(nb.INDEXES) - {"exact"}
+    assert all(issubclass(c, nb.ApproximateIndex) and c.requires for n, c in nb.INDEXES.items() if n != "exact")
 
 
 def test_instance_passes_through_and_params_stored():
@@ -471,12 +481,12 @@ def test_approx_compact_outputs_from_threshold(data_dups, method, monkeypatch):
     """From COMPACT_KNN_FROM_ENTRIES kNN entries on the approximate indexes return int32 indices
     and float32 distances (the same neighbours, distances rounded), each the front of a buffer of
     2 n k entries (room for the symmetric P); below it int64 / float64."""
-    import turbotsne.neighbors as nb
+    import turbotsne.neighbors.base as base
 
     X = data_dups
     full_i, full_d = get_knn_index(method, "euclidean", None, n_jobs=1, random_state=0).build(X, 12)
     assert full_i.dtype == np.int64 and full_d.dtype == np.float64
-    monkeypatch.setattr(nb, "COMPACT_KNN_FROM_ENTRIES", X.shape[0] * 12)
+    monkeypatch.setattr(base, "COMPACT_KNN_FROM_ENTRIES", X.shape[0] * 12)
     ci, cd = get_knn_index(method, "euclidean", None, n_jobs=1, random_state=0).build(X, 12)
     assert ci.dtype == np.int32 and cd.dtype == np.float32
     assert ci.base.size == cd.base.size == 2 * ci.size

@@ -107,7 +107,7 @@ def check_metric(metric, metric_params, owner):
 
 def check_neighbors(method, owner, options, param="method"):
     """``method`` is a ``KNNIndex`` instance or one of ``options``."""
-    from .neighbors import KNNIndex
+    from .neighbors.base import KNNIndex
 
     if isinstance(method, KNNIndex):
         return method

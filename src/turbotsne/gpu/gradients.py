@@ -24,8 +24,7 @@ import scipy.sparse as sp
 import torch
 
 from .._logging import log_once
-from ..gradients.fft import (ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, _cube_extent, grid_size,
-                             ladder_spacing)
+from ..gradients.grid import ISOLATION_RADIUS, REFERENCE_GRID_MARGIN, STENCIL, cube_extent, grid_size, ladder_spacing
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +337,7 @@ class _FFTBase:
     def _grid_for(self, lo, hi, d, device):
         """The grid covering ``[lo, hi]`` (see :meth:`turbotsne.gradients.fft._FFTBase._grid_for`)."""
         p = self.n_interpolation_points
-        extent = _cube_extent(lo, hi)
+        extent = cube_extent(lo, hi)
         margin = (STENCIL - 1) * self.ints_in_interval / p
         n_boxes = torch_grid_size(extent + margin, d, p, self.min_num_intervals, self.ints_in_interval)
         n_boxes = max(n_boxes, -(-(STENCIL + 1) // p))  # at least one node inside

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..neighbors import KNNIndex, _check_data, _check_k, _unsupported_message
+from ..neighbors.base import (KNNIndex, check_data as _check_data, check_k as _check_k,
+                              unsupported_message as _unsupported_message)
 
 #: largest intermediate tensor of one tile, in bytes
 BLOCK_BYTES = 2 ** 28

@@ -1,0 +1,378 @@
+"""Approximate neighbours from optional libraries: :class:`HNSW` (hnswlib), :class:`Annoy`
+(annoy) and :class:`PyNNDescent` (pynndescent, a runtime dependency).
+
+Each library is imported when an index is built, never at import. :class:`ApproximateIndex`
+holds what they share: the library's raw neighbours are searched in chunks of
+:attr:`ApproximateIndex.CHUNK` rows, each point's own index is removed from its list, and
+for euclidean / sqeuclidean / cosine / correlation / manhattan (without ``metric_params``)
+the distances of the neighbours found are recomputed in float64 from the coordinates. The
+outputs follow :class:`~turbotsne.neighbors.base.KNNIndex`, compact (int32 / float32) from
+:data:`~turbotsne.neighbors.base.COMPACT_KNN_FROM_ENTRIES` entries on. A new library is a
+subclass that implements ``build`` and ``query`` with :meth:`ApproximateIndex._chunked`,
+decorated with :func:`~turbotsne.neighbors.base.register_index`.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._config import effective_n_jobs, thread_limit
+from .base import (ALIASES, ANN_HINT, KNNIndex, canonical, check_data, check_k, drop_self, is_numba_function,
+                   knn_dtypes, knn_output, pynndescent_metrics, register_index, seed)
+from .brute import prepare_blas, recompute
+from .kernels import sort_rows_inplace
+
+
+class ApproximateIndex(KNNIndex):
+    """Shared pieces of the approximate indexes: metric transforms, distance refinement,
+    and the chunked search that bounds the memory of both."""
+
+    #: metrics whose distances are recomputed in float64 from the coordinates
+    _REFINE = frozenset({"euclidean", "sqeuclidean", "cosine", "correlation", "manhattan"})
+
+    #: query rows searched, refined and sorted at a time: an index's own (n, k + 1) output
+    #: (hnswlib: uint64 + float32) and the float64 refinement then take ~25 MB (k = 90) at
+    #: any N instead of ~3 KB per point next to the (n, k) result
+    CHUNK = 1 << 13
+
+    def _refines(self, sparse):
+        canon = canonical(self.metric)
+        return (not callable(self.metric) and canon in self._REFINE and not self.metric_params
+                and not (sparse and canon == "correlation"))
+
+    def _chunked(self, search, Xq, k, exclude_self):
+        """``(indices, distances)`` of every row of ``Xq``: ``search(start, stop)`` returns the
+        raw neighbours of rows ``start:stop`` (``k + 1`` of them with ``exclude_self``, the
+        point itself among them), then each chunk loses self and is refined and sorted
+        straight into one ``(n, k)`` output (int64 / float64, or int32 / float32 from
+        ``COMPACT_KNN_FROM_ENTRIES`` entries on: :func:`knn_dtypes`)."""
+        canon = canonical(self.metric)
+        sparse = sp.issparse(Xq) or sp.issparse(self._ref)
+        refine = self._refines(sparse)
+        Xr = self._ref
+        zr = None
+        if refine:
+            if not sparse:
+                Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(Xr, dtype=np.float64)
+            if canon in ("cosine", "correlation"):  # unit rows, prepared once for all chunks
+                Xr, _, zr, _ = prepare_blas(Xr, canon)
+        n = Xq.shape[0]
+        index_type, distance_type = knn_dtypes(n, Xr.shape[0], k)
+        room = distance_type == np.float32  # compact outputs leave room for P (knn_dtypes)
+        out_i = knn_output(n, k, index_type, room)
+        out_d = knn_output(n, k, distance_type, room)
+        for s in range(0, n, self.CHUNK):
+            e = min(n, s + self.CHUNK)
+            ind, dist = search(s, e)
+            if exclude_self:
+                ind, dist = drop_self(ind, dist, k, offset=s)
+            ind = np.ascontiguousarray(ind, dtype=np.int64)
+            if refine:
+                if canon in ("cosine", "correlation"):
+                    Pq, _, zq, _ = prepare_blas(Xq[s:e], canon)
+                    dist = recompute(canon, Pq, Xr, ind, zq, zr, self.n_jobs)
+                else:
+                    dist = recompute(canon, Xq[s:e], Xr, ind, n_jobs=self.n_jobs)
+            out_i[s:e] = ind
+            out_d[s:e] = dist
+            sort_rows_inplace(out_i[s:e], out_d[s:e])
+        return out_i, out_d
+
+
+@register_index
+class PyNNDescent(ApproximateIndex):
+    """pynndescent's NN-descent graph (every pynndescent metric, sparse input).
+
+    ``epsilon`` is the search slack of ``query`` (pynndescent's default is 0.1;
+    0.2 here, see docs/design/neighbors.md).
+    """
+
+    name = "pynndescent"
+    requires = "pynndescent"
+    install_hint = "pip install pynndescent"
+    _sparse_ok = True
+
+    def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
+                 n_trees=None, n_iters=None, max_candidates=None, epsilon=0.2):
+        super().__init__(metric, metric_params, n_jobs, random_state)
+        self.epsilon = epsilon
+        self.n_trees = n_trees
+        self.n_iters = n_iters
+        self.max_candidates = max_candidates
+
+    @classmethod
+    def valid_metrics(cls, sparse=False):
+        return pynndescent_metrics(sparse) | (set(ALIASES) - {"cityblock"} if not sparse else set())
+
+    @classmethod
+    def supports(cls, metric, sparse=False):
+        if callable(metric):
+            return is_numba_function(metric) and not sparse
+        return metric in cls.valid_metrics(sparse) or canonical(metric) in pynndescent_metrics(sparse)
+
+    def _pynn_metric(self, sparse):
+        if callable(self.metric) or self.metric in pynndescent_metrics(sparse):
+            return self.metric
+        return canonical(self.metric)
+
+    def build(self, X, k):
+        self.require()
+        from pynndescent import NNDescent
+
+        sparse = sp.issparse(X)
+        self._check_metric(sparse)
+        X = check_data(X, accept_sparse=True)
+        k = check_k(k, X.shape[0], build=True)
+        self.n_samples_fit_, self.n_features_in_ = X.shape
+        n = X.shape[0]
+        n_jobs = effective_n_jobs(self.n_jobs)
+        with thread_limit(n_jobs):
+            self._index = NNDescent(
+                X.astype(np.float32), metric=self._pynn_metric(sparse), metric_kwds=self.metric_params,
+                n_neighbors=min(n, k + 1), random_state=np.random.RandomState(seed(self.random_state)),
+                n_jobs=n_jobs, low_memory=True, compressed=False, verbose=False,
+                n_trees=self.n_trees if self.n_trees is not None else min(64, 5 + int(round(n ** 0.5 / 20.0))),
+                n_iters=self.n_iters if self.n_iters is not None else max(5, int(round(np.log2(n)))),
+                max_candidates=self.max_candidates if self.max_candidates is not None else 60,
+            )
+            indices, distances = self._index.neighbor_graph
+        self._ref = X
+        return self._chunked(lambda s, e: (indices[s:e], distances[s:e]), X, k, exclude_self=True)
+
+    def query(self, X_new, k):
+        self._check_fitted()
+        X_new = self._check_query(X_new)
+        k = check_k(k, self.n_samples_fit_, build=False)
+        def search(s, e):
+            with thread_limit(self.n_jobs):
+                return self._index.query(X_new[s:e].astype(np.float32), k=k, epsilon=self.epsilon)
+
+        return self._chunked(search, X_new, k, exclude_self=False)
+
+
+@register_index
+class Annoy(ApproximateIndex):
+    """Spotify's annoy random-projection forest (extra ``ann``).
+
+    ``n_trees`` defaults to 50 (openTSNE's and FIt-SNE's choice) and
+    ``search_k`` to annoy's default of ``n_trees * (k + 1)``.
+    """
+
+    name = "annoy"
+    requires = "annoy"
+    install_hint = ANN_HINT
+    accepts_metric_params = False
+    _METRICS = {"euclidean": "euclidean", "sqeuclidean": "euclidean", "manhattan": "manhattan",
+                "cosine": "angular", "correlation": "angular"}
+
+    def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
+                 n_trees=50, search_k=-1):
+        super().__init__(metric, metric_params, n_jobs, random_state)
+        self.n_trees = n_trees
+        self.search_k = search_k
+
+    @classmethod
+    def valid_metrics(cls, sparse=False):
+        if sparse:
+            return frozenset()
+        return frozenset(cls._METRICS) | {m for m, c in ALIASES.items() if c in cls._METRICS}
+
+    @classmethod
+    def supports(cls, metric, sparse=False):
+        return not sparse and not callable(metric) and canonical(metric) in cls._METRICS
+
+    def _transform(self, X):
+        X = np.asarray(X, dtype=np.float32)
+        if canonical(self.metric) == "correlation":
+            X = X - X.mean(axis=1, keepdims=True)
+        return X
+
+    def build(self, X, k):
+        annoy = self.require()
+        self._check_metric(sp.issparse(X))
+        X = check_data(X, accept_sparse=False)
+        if self.metric_params:
+            raise ValueError("The 'annoy' index takes no metric_params; use neighbors='exact' or 'pynndescent'.")
+        self._check_metric(False)
+        k = check_k(k, X.shape[0], build=True)
+        self.n_samples_fit_, self.n_features_in_ = X.shape
+        Xt = self._transform(X)
+        self._index = annoy.AnnoyIndex(X.shape[1], self._METRICS[canonical(self.metric)])
+        self._index.set_seed(seed(self.random_state))
+        for i in range(Xt.shape[0]):
+            self._index.add_item(i, Xt[i])
+        n_jobs = effective_n_jobs(self.n_jobs)
+        self._index.build(self.n_trees, n_jobs=n_jobs)
+        self._ref = X
+
+        def search(s, e):  # every annoy metric is refined: annoy's float32 distances are not fetched
+            ind = self._search(lambda i: self._index.get_nns_by_item(s + i, k + 1, self.search_k),
+                               e - s, k + 1, n_jobs)
+            return ind, np.zeros(ind.shape)
+
+        return self._chunked(search, X, k, exclude_self=True)
+
+    @staticmethod
+    def _search(fn, n, k, n_jobs):
+        out = np.empty((n, k), dtype=np.int64)
+
+        def chunk(bounds):
+            s, e = bounds
+            for i in range(s, e):
+                row = fn(i)
+                if len(row) < k:  # annoy may return fewer than asked on tiny forests
+                    row = list(row) + [row[-1]] * (k - len(row))
+                out[i] = row
+
+        step = max(1, -(-n // (4 * n_jobs)))
+        bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
+        if n_jobs == 1:
+            for b in bounds:
+                chunk(b)
+        else:
+            with ThreadPoolExecutor(n_jobs) as ex:  # annoy releases the GIL while searching
+                list(ex.map(chunk, bounds))
+        return out
+
+    def query(self, X_new, k):
+        self._check_fitted()
+        X_new = self._check_query(X_new)
+        k = check_k(k, self.n_samples_fit_, build=False)
+        n_jobs = effective_n_jobs(self.n_jobs)
+
+        def search(s, e):
+            Xt = self._transform(X_new[s:e])
+            ind = self._search(lambda i: self._index.get_nns_by_vector(Xt[i], k, self.search_k),
+                               e - s, k, n_jobs)
+            return ind, np.zeros(ind.shape)
+
+        return self._chunked(search, X_new, k, exclude_self=False)
+
+    # annoy indexes live in C++ memory: serialise through an anonymous in-memory file
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        index = state.pop("_index", None)
+        if index is not None:
+            state["_index_bytes"] = _annoy_to_bytes(index)
+        return state
+
+    def __setstate__(self, state):
+        data = state.pop("_index_bytes", None)
+        self.__dict__.update(state)
+        if data is not None:
+            annoy = self.require()
+            self._index = annoy.AnnoyIndex(self.n_features_in_, self._METRICS[canonical(self.metric)])
+            _annoy_from_bytes(self._index, data)
+
+
+def _memfile(data=None):
+    """A file descriptor and path of an anonymous in-memory file (Linux memfd), or a temp file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("turbotsne-annoy")
+        path = f"/proc/self/fd/{fd}"
+    else:  # pragma: no cover - not Linux
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".ann")
+    if data is not None:
+        os.write(fd, data)
+    return fd, path
+
+
+def _annoy_to_bytes(index):
+    fd, path = _memfile()
+    try:
+        index.save(path)  # annoy then serves the index from this (memory) file
+        return os.pread(fd, os.fstat(fd).st_size, 0)
+    finally:
+        os.close(fd)
+        if not path.startswith("/proc/"):  # pragma: no cover
+            os.unlink(path)
+
+
+def _annoy_from_bytes(index, data):
+    fd, path = _memfile(data)
+    try:
+        index.load(path)  # mmapped: the memory stays valid after closing the descriptor
+    finally:
+        os.close(fd)
+        if not path.startswith("/proc/"):  # pragma: no cover
+            os.unlink(path)
+
+
+@register_index
+class HNSW(ApproximateIndex):
+    """hnswlib's hierarchical navigable small-world graph (extra ``ann``).
+
+    ``M`` and ``ef_construction`` are hnswlib's (defaults 12 and 64, below hnswlib's own
+    16 and 100-200: faster graphs at a recall within 0.001, see docs/design/neighbors.md);
+    the search breadth is ``ef`` (default ``k + EF_MARGIN``, at least 50).
+    """
+
+    #: default search breadth beyond k
+    EF_MARGIN = 30
+
+    name = "hnsw"
+    requires = "hnswlib"
+    install_hint = ANN_HINT
+    accepts_metric_params = False
+    _METRICS = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "cosine", "correlation": "cosine"}
+
+    def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
+                 M=12, ef_construction=64, ef=None):
+        super().__init__(metric, metric_params, n_jobs, random_state)
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef = ef
+
+    @classmethod
+    def valid_metrics(cls, sparse=False):
+        if sparse:
+            return frozenset()
+        return frozenset(cls._METRICS) | {"l2"}
+
+    @classmethod
+    def supports(cls, metric, sparse=False):
+        return not sparse and not callable(metric) and canonical(metric) in cls._METRICS
+
+    def _transform(self, X):
+        X = np.asarray(X, dtype=np.float32)
+        if canonical(self.metric) == "correlation":
+            X = X - X.mean(axis=1, keepdims=True)
+        return X
+
+    def _set_ef(self, k):
+        self._index.set_ef(max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), self.n_samples_fit_)))
+
+    def build(self, X, k):
+        hnswlib = self.require()
+        self._check_metric(sp.issparse(X))
+        X = check_data(X, accept_sparse=False)
+        if self.metric_params:
+            raise ValueError("The 'hnsw' index takes no metric_params; use neighbors='exact' or 'pynndescent'.")
+        self._check_metric(False)
+        k = check_k(k, X.shape[0], build=True)
+        self.n_samples_fit_, self.n_features_in_ = X.shape
+        n_jobs = effective_n_jobs(self.n_jobs)
+        Xt = self._transform(X)
+        self._index = hnswlib.Index(space=self._METRICS[canonical(self.metric)], dim=X.shape[1])
+        self._index.init_index(max_elements=X.shape[0], M=self.M, ef_construction=self.ef_construction,
+                               random_seed=seed(self.random_state))
+        self._index.add_items(Xt, num_threads=n_jobs)
+        self._set_ef(k + 1)
+        self._ref = X
+        return self._chunked(lambda s, e: self._index.knn_query(Xt[s:e], k=k + 1, num_threads=n_jobs),
+                             X, k, exclude_self=True)
+
+    def query(self, X_new, k):
+        self._check_fitted()
+        X_new = self._check_query(X_new)
+        k = check_k(k, self.n_samples_fit_, build=False)
+        self._set_ef(k)
+        n_jobs = effective_n_jobs(self.n_jobs)
+        return self._chunked(lambda s, e: self._index.knn_query(self._transform(X_new[s:e]), k=k,
+                                                                num_threads=n_jobs),
+                             X_new, k, exclude_self=False)
