@@ -493,3 +493,35 @@ def test_approx_compact_outputs_from_threshold(data_dups, method, monkeypatch):
     assert ci.ctypes.data == ci.base.ctypes.data and cd.ctypes.data == cd.base.ctypes.data  # the fronts
     np.testing.assert_array_equal(np.sort(ci, axis=1), np.sort(full_i, axis=1))
     np.testing.assert_allclose(cd, full_d, rtol=1e-6)
+
+
+def test_neighbours_an_index_could_not_find_are_searched_exactly():
+    # pynndescent marks neighbours it could not find with -1 (distance inf); such an entry must never
+    # reach P (after the distance refinement -1 would silently mean "the last point")
+    from turbotsne.neighbors.approximate import ApproximateIndex
+
+    class Holey(ApproximateIndex):
+        name = "holey"
+
+        def build(self, X, k):
+            self._ref = X = np.asarray(X, dtype=np.float64)
+            self.n_samples_fit_, self.n_features_in_ = X.shape
+            full_i, full_d = Exact().fit(X).query(X, k + 1)  # self included, as libraries return it
+
+            def search(s, e):
+                ind, dist = full_i[s:e].copy(), full_d[s:e].copy()
+                ind[::7, -3:] = -1
+                dist[::7, -3:] = np.inf
+                return ind, dist
+
+            return self._chunked(search, X, k, exclude_self=True)
+
+        def query(self, X_new, k):
+            raise NotImplementedError
+
+    X = np.random.default_rng(4).normal(size=(200, 5))
+    ind, dist = Holey().build(X, 12)
+    ref_i, ref_d = Exact().build(X, 12)
+    assert ind.min() >= 0
+    np.testing.assert_array_equal(ind, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-12)

@@ -23,6 +23,7 @@ from .._config import effective_n_jobs, thread_limit
 from .base import (ALIASES, ANN_HINT, KNNIndex, canonical, check_data, check_k, drop_self, is_numba_function,
                    knn_dtypes, knn_output, pynndescent_metrics, register_index, seed)
 from .brute import prepare_blas, recompute
+from .exact import Exact
 from .kernels import sort_rows_inplace
 
 
@@ -70,6 +71,7 @@ class ApproximateIndex(KNNIndex):
             if exclude_self:
                 ind, dist = drop_self(ind, dist, k, offset=s)
             ind = np.ascontiguousarray(ind, dtype=np.int64)
+            ind, dist = self._fill_missing(ind, dist, Xq, s, exclude_self)
             if refine:
                 if canon in ("cosine", "correlation"):
                     Pq, _, zq, _ = prepare_blas(Xq[s:e], canon)
@@ -80,6 +82,26 @@ class ApproximateIndex(KNNIndex):
             out_d[s:e] = dist
             sort_rows_inplace(out_i[s:e], out_d[s:e])
         return out_i, out_d
+
+    def _fill_missing(self, ind, dist, Xq, start, exclude_self):
+        """Rows of a chunk where the library found fewer neighbours than asked (pynndescent
+        marks them -1) get their exact neighbours instead, so that no invalid index reaches P."""
+        n_ref = self._ref.shape[0]
+        rows = np.flatnonzero(((ind < 0) | (ind >= n_ref)).any(axis=1))
+        if rows.size == 0:
+            return ind, dist
+        k = ind.shape[1]
+        exact = Exact(self.metric, self.metric_params, self.n_jobs)
+        if not exact.supports(self.metric, sp.issparse(self._ref)):
+            raise ValueError(f"{self.name} found fewer than {k} neighbours for {rows.size} point(s) and the "
+                             f"metric {self.metric!r} has no exact fallback; use a larger index (e.g. more "
+                             "trees / candidates) or neighbors='exact'.")
+        found_i, found_d = exact.fit(self._ref).query(Xq[start + rows], min(n_ref, k + 1))
+        ind, dist = ind.copy(), np.array(dist, dtype=np.float64)
+        for r, row_i, row_d in zip(rows, found_i, found_d):
+            keep = row_i != start + r if exclude_self else np.ones(row_i.shape[0], dtype=bool)
+            ind[r], dist[r] = row_i[keep][:k], row_d[keep][:k]
+        return ind, dist
 
 
 @register_index
