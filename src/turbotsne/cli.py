@@ -112,6 +112,19 @@ _TSNE_FLAG_TYPES = {
 }
 _NOT_FLAGS = ("callbacks", "verbose")
 
+
+def _converter_for(default):
+    """The flag converter of a parameter not listed in ``_TSNE_FLAG_TYPES``, from its default:
+    int, float, a float or ``none`` for ``None``, else text (so a new TSNE parameter is a flag
+    without an edit here)."""
+    if isinstance(default, (bool, str)):
+        return str
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return _number_or(float, "none") if default is None else str
+
 _TSNE_FLAG_HELP = {
     "initialization": "pca, spectral, random or a .npy file of initial positions",
     "metric_params": "JSON object, e.g. '{\"p\": 3}'",
@@ -144,7 +157,7 @@ def _add_tsne_flags(parser, defaults=None):
     for name, lib_default in tsne_parameters().items():
         if name in _NOT_FLAGS:
             continue
-        kind = _TSNE_FLAG_TYPES.get(name, str)
+        kind = _TSNE_FLAG_TYPES.get(name) or _converter_for(lib_default)
         shown = defaults.get(name, lib_default)
         extra = _TSNE_FLAG_HELP.get(name)
         help_text = f"default: {shown!r}" + (f"; {extra}" if extra else "")

@@ -244,7 +244,7 @@ class _Grid:
     def stencil(self, Y, acc):
         """Per point: flat first stencil node ``base``, flat box ``box`` and the ``3^d``
         quadratic B-spline weights (dtype ``acc``) around the nearest node (see
-        :func:`turbotsne.gradients.fft._interpolation_weights`)."""
+        :func:`turbotsne.gradients.fft_kernels.interpolation_weights`)."""
         dev = Y.device
         origin = torch.tensor(self.origin, dtype=acc, device=dev)
         s = (Y.to(acc) - origin) * (1.0 / self.spacing)
