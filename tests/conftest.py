@@ -14,3 +14,18 @@ def make_clusters(n=600, n_features=10, n_clusters=5, seed=0, spread=0.5):
     labels = r.integers(0, n_clusters, size=n)
     X = centers[labels] + r.normal(scale=spread * 2, size=(n, n_features))
     return X, labels
+
+
+@pytest.fixture
+def without_optional_readers(monkeypatch):
+    """``import pyarrow`` / ``import anndata`` fail as if the packages were not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_optional(name, *args, **kwargs):
+        if name.split(".")[0] in ("pyarrow", "anndata"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_optional)

@@ -154,17 +154,7 @@ def test_h5ad_round_trip(tmp_path, data, reference_embedding, capsys):
     np.testing.assert_allclose(Xr, X[:, :2])
 
 
-def test_optional_readers_name_their_package(tmp_path, monkeypatch, capsys):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_optional(name, *args, **kwargs):
-        if name.split(".")[0] in ("pyarrow", "anndata"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_optional)
+def test_optional_readers_name_their_package(tmp_path, without_optional_readers, capsys):
     for ext, package in ((".parquet", "pyarrow"), (".h5ad", "anndata")):
         path = tmp_path / f"x{ext}"
         path.write_bytes(b"not really")

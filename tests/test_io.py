@@ -1,5 +1,4 @@
 """turbotsne.io from Python: the readers and writers of the command line, and their errors."""
-import builtins
 
 import numpy as np
 import pytest
@@ -73,15 +72,7 @@ def test_errors(tmp_path, data):
         read_input(str(tmp_path / "s.npy"))
 
 
-def test_missing_optional_reader_is_an_import_error(tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_optional(name, *args, **kwargs):
-        if name.split(".")[0] in ("pyarrow", "anndata"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_optional)
+def test_missing_optional_reader_is_an_import_error(tmp_path, without_optional_readers):
     for ext, package in ((".parquet", "pyarrow"), (".h5ad", "anndata")):
         path = tmp_path / f"x{ext}"
         path.write_bytes(b"not really")

@@ -176,13 +176,18 @@ def _read_npz(path, key, labels, header):
     return X, y, (labels if y is not None else None), y is not None
 
 
-def _read_parquet(path, key, labels, header):
+def _require(module, ext, package):
+    """Import an optional reader's ``module``, or an ImportError naming ``package`` and the extra."""
     try:
-        import pyarrow.parquet as pq
-        import pyarrow.types as pat
+        return __import__(module, fromlist=["_"])  # (through builtins.__import__, which tests can replace)
     except ImportError:
-        raise ImportError("Reading .parquet files needs the 'pyarrow' package: pip install pyarrow "
+        raise ImportError(f"Reading {ext} files needs the '{package}' package: pip install {package} "
                           "(or pip install 'turbotsne[io]').") from None
+
+
+def _read_parquet(path, key, labels, header):
+    pq = _require("pyarrow.parquet", ".parquet", "pyarrow")
+    pat = _require("pyarrow.types", ".parquet", "pyarrow")
     table = pq.read_table(path)
     names = list(table.column_names)
     label_col = _resolve_column(labels, names, len(names)) if labels is not None else None
@@ -207,11 +212,7 @@ def _read_parquet(path, key, labels, header):
 
 
 def _read_h5ad(path, key, labels, header):
-    try:
-        import anndata
-    except ImportError:
-        raise ImportError("Reading .h5ad files needs the 'anndata' package: pip install anndata "
-                          "(or pip install 'turbotsne[io]').") from None
+    anndata = _require("anndata", ".h5ad", "anndata")
     adata = anndata.read_h5ad(path)
     if key is not None:
         if key not in adata.obsm:

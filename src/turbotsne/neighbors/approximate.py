@@ -104,6 +104,23 @@ class ApproximateIndex(KNNIndex):
         return ind, dist
 
 
+class DenseIndex(ApproximateIndex):
+    """An index over dense float32 coordinates with the metrics in ``_METRICS`` (name -> the
+    library's own name); correlation is cosine on row-centred data."""
+
+    _METRICS = {}
+
+    @classmethod
+    def supports(cls, metric, sparse=False):
+        return not sparse and not callable(metric) and canonical(metric) in cls._METRICS
+
+    def _transform(self, X):
+        X = np.asarray(X, dtype=np.float32)
+        if canonical(self.metric) == "correlation":
+            X = X - X.mean(axis=1, keepdims=True)
+        return X
+
+
 @register_index
 class PyNNDescent(ApproximateIndex):
     """pynndescent's NN-descent graph (every pynndescent metric, sparse input).
@@ -176,7 +193,7 @@ class PyNNDescent(ApproximateIndex):
 
 
 @register_index
-class Annoy(ApproximateIndex):
+class Annoy(DenseIndex):
     """Spotify's annoy random-projection forest (extra ``ann``).
 
     ``n_trees`` defaults to 50 (openTSNE's and FIt-SNE's choice) and
@@ -202,15 +219,6 @@ class Annoy(ApproximateIndex):
             return frozenset()
         return frozenset(cls._METRICS) | {m for m, c in ALIASES.items() if c in cls._METRICS}
 
-    @classmethod
-    def supports(cls, metric, sparse=False):
-        return not sparse and not callable(metric) and canonical(metric) in cls._METRICS
-
-    def _transform(self, X):
-        X = np.asarray(X, dtype=np.float32)
-        if canonical(self.metric) == "correlation":
-            X = X - X.mean(axis=1, keepdims=True)
-        return X
 
     def build(self, X, k):
         annoy = self.require()
@@ -326,7 +334,7 @@ def _annoy_from_bytes(index, data):
 
 
 @register_index
-class HNSW(ApproximateIndex):
+class HNSW(DenseIndex):
     """hnswlib's hierarchical navigable small-world graph (extra ``ann``).
 
     ``M`` and ``ef_construction`` are hnswlib's (defaults 12 and 64, below hnswlib's own
@@ -356,15 +364,6 @@ class HNSW(ApproximateIndex):
             return frozenset()
         return frozenset(cls._METRICS) | {"l2"}
 
-    @classmethod
-    def supports(cls, metric, sparse=False):
-        return not sparse and not callable(metric) and canonical(metric) in cls._METRICS
-
-    def _transform(self, X):
-        X = np.asarray(X, dtype=np.float32)
-        if canonical(self.metric) == "correlation":
-            X = X - X.mean(axis=1, keepdims=True)
-        return X
 
     def _set_ef(self, k):
         self._index.set_ef(max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), self.n_samples_fit_)))
