@@ -120,6 +120,19 @@ class DenseIndex(ApproximateIndex):
             X = X - X.mean(axis=1, keepdims=True)
         return X
 
+    def _start_build(self, X, k):
+        """The checks every build starts with; returns ``(library module, X, k, X as the library takes it)``."""
+        library = self.require()
+        self._check_metric(sp.issparse(X))
+        X = check_data(X, accept_sparse=False)
+        if self.metric_params:
+            raise ValueError(f"The {self.name!r} index takes no metric_params; use neighbors='exact' or "
+                             "'pynndescent'.")
+        self._check_metric(False)
+        k = check_k(k, X.shape[0], build=True)
+        self.n_samples_fit_, self.n_features_in_ = X.shape
+        return library, X, k, self._transform(X)
+
 
 @register_index
 class PyNNDescent(ApproximateIndex):
@@ -219,17 +232,8 @@ class Annoy(DenseIndex):
             return frozenset()
         return frozenset(cls._METRICS) | {m for m, c in ALIASES.items() if c in cls._METRICS}
 
-
     def build(self, X, k):
-        annoy = self.require()
-        self._check_metric(sp.issparse(X))
-        X = check_data(X, accept_sparse=False)
-        if self.metric_params:
-            raise ValueError("The 'annoy' index takes no metric_params; use neighbors='exact' or 'pynndescent'.")
-        self._check_metric(False)
-        k = check_k(k, X.shape[0], build=True)
-        self.n_samples_fit_, self.n_features_in_ = X.shape
-        Xt = self._transform(X)
+        annoy, X, k, Xt = self._start_build(X, k)
         self._index = annoy.AnnoyIndex(X.shape[1], self._METRICS[canonical(self.metric)])
         self._index.set_seed(seed(self.random_state))
         for i in range(Xt.shape[0]):
@@ -369,16 +373,8 @@ class HNSW(DenseIndex):
         self._index.set_ef(max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), self.n_samples_fit_)))
 
     def build(self, X, k):
-        hnswlib = self.require()
-        self._check_metric(sp.issparse(X))
-        X = check_data(X, accept_sparse=False)
-        if self.metric_params:
-            raise ValueError("The 'hnsw' index takes no metric_params; use neighbors='exact' or 'pynndescent'.")
-        self._check_metric(False)
-        k = check_k(k, X.shape[0], build=True)
-        self.n_samples_fit_, self.n_features_in_ = X.shape
+        hnswlib, X, k, Xt = self._start_build(X, k)
         n_jobs = effective_n_jobs(self.n_jobs)
-        Xt = self._transform(X)
         self._index = hnswlib.Index(space=self._METRICS[canonical(self.metric)], dim=X.shape[1])
         self._index.init_index(max_elements=X.shape[0], M=self.M, ef_construction=self.ef_construction,
                                random_seed=seed(self.random_state))
