@@ -27,6 +27,7 @@ import numpy as np
 
 from ._validation import check_bool, check_option, check_scalar
 from .callbacks import make_progress
+from .dask import is_dask_collection
 from .engine import resolve_engine
 from .optimizer import OptimizationInterrupt, OptimizerState, gradient_descent
 from .options import EMBEDDING_DEFAULTS, OptimizeOptions, resolve
@@ -275,6 +276,14 @@ class TSNEEmbedding(_Embedding):
             ``np.asarray`` of it gives the coordinates of the new points.
         """
         owner = f"{type(self).__name__}.transform"
+        if is_dask_collection(X):  # placed block by block on the dask cluster, lazily
+            from .dask import transform
+
+            return transform(self, X, perplexity=perplexity, initialization=initialization, k=k,
+                             learning_rate=learning_rate, early_exaggeration=early_exaggeration,
+                             early_exaggeration_iter=early_exaggeration_iter, exaggeration=exaggeration,
+                             n_iter=n_iter, initial_momentum=initial_momentum, final_momentum=final_momentum,
+                             max_grad_norm=max_grad_norm, max_step_norm=max_step_norm, **gradient_descent_params)
         perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0)
         check_scalar(learning_rate, "learning_rate", owner, float, low=0.0, options=("auto",))
         check_scalar(early_exaggeration, "early_exaggeration", owner, float, low=0.0, allow_none=True)

@@ -20,6 +20,7 @@ from . import initialization
 from ._validation import check_option, check_scalar, check_verbose
 from . import affinity as _affinity
 from .affinity import PerplexityBasedDense, PerplexityBasedNN
+from .dask import is_dask_collection
 from .embedding import TSNEEmbedding
 from .engine import resolve_engine
 from .optimizer import OptimizationInterrupt
@@ -280,6 +281,9 @@ class TSNE(TransformerMixin, BaseEstimator):
         (``perplexity=5``, ``initialization="median"``, ``k=25``,
         ``learning_rate=0.1``, ``exaggeration=1.5``, ``n_iter=250``, ...).
 
+        A dask array (or dask DataFrame) is placed block by block on the dask cluster and a lazy
+        dask array is returned (:func:`turbotsne.dask.transform`).
+
         Returns
         -------
         ndarray of shape (n_new, n_components)
@@ -287,6 +291,10 @@ class TSNE(TransformerMixin, BaseEstimator):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "embedding_")
+        if is_dask_collection(X):  # placed block by block on the dask cluster, lazily
+            from .dask import transform
+
+            return transform(self, X, *args, **kwargs)
         X = self._check_X(X, reset=False)
         kwargs.setdefault("n_jobs", self.n_jobs)
         return np.array(self.tsne_embedding_.transform(X, *args, **kwargs).embedding)

@@ -1,0 +1,255 @@
+"""Dask: place new points with a fitted embedding on a cluster, and the large-data recipe.
+
+:func:`transform` maps a ``dask.array.Array`` (or a dask DataFrame of numeric columns) of new
+points onto a fitted :class:`turbotsne.TSNE` or :class:`turbotsne.TSNEEmbedding`: a lazy dask
+array with the input's row chunks, each block placed on a worker. The fitted model is one task
+of the graph that every block depends on, so it travels to each worker once, never per chunk,
+and nothing is gathered on the client. :func:`embed` is the recipe for data larger than one
+machine fits (Kobak & Berens 2019): t-SNE on a seeded random sample in the client, every other
+point placed on the cluster, the result written partition-wise to zarr. Placement is per point
+with "bh" and "exact" (each new point has its own normaliser), so the dask result equals the
+in-process ``transform`` of the same rows bit for bit; with "fft" the grid follows each chunk's
+bounding box, so results agree to the FFT's accuracy. Needs the ``dask`` extra
+(``pip install "turbotsne[dask]"``); ``import turbotsne`` never imports dask.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def is_dask_collection(X):
+    """Whether ``X`` is a dask collection (checked without importing dask)."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "__dask_graph__")
+
+
+def _require():
+    try:
+        import dask.array as da
+    except ImportError:
+        raise ImportError('Dask input needs the dask extra: pip install "turbotsne[dask]"') from None
+    return da
+
+
+def as_dask_array(X, *, owner="transform"):
+    """A 2-D numeric dask array from a dask array or dask DataFrame, checked before any work:
+    known row chunk sizes, numeric dtype, one column chunk."""
+    da = _require()
+    if hasattr(X, "to_dask_array"):  # a dask DataFrame: numeric columns only, row counts computed
+        bad = [c for c, t in X.dtypes.items() if t.kind not in "biuf"]
+        if bad:
+            raise ValueError(f"{owner}: the dask DataFrame has non-numeric columns {bad}; select the numeric ones.")
+        X = X.to_dask_array(lengths=True)
+    if not isinstance(X, da.Array):
+        raise TypeError(f"{owner} takes a dask array or dask DataFrame here; got {type(X).__name__}.")
+    if X.ndim != 2:
+        raise ValueError(f"{owner}: X must be 2-D (n_samples, n_features); got {X.ndim} dimensions.")
+    if any(np.isnan(c) for c in X.chunks[0]) or np.isnan(X.shape[1]):
+        raise ValueError(f"{owner}: X has unknown chunk sizes; call X.compute_chunk_sizes() (or build it with "
+                         "known lengths) first.")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{owner}: X must be numeric; got dtype {X.dtype}.")
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _fitted(model):
+    """``(embedding object, n_features_in or None, n_components)`` of a fitted TSNE or TSNEEmbedding."""
+    embedding = getattr(model, "tsne_embedding_", None)
+    if embedding is not None:
+        return model, getattr(model, "n_features_in_", None), embedding.embedding.shape[1]
+    if hasattr(model, "affinities") and hasattr(model, "transform"):
+        return model, None, np.asarray(model).shape[1]
+    raise TypeError(f"transform needs a fitted turbotsne.TSNE or a TSNEEmbedding; got {type(model).__name__}.")
+
+
+def _place_block(block, model, n_components, params, keep=None, fixed=None, block_info=None):
+    """Worker side: the positions of one block of rows (rows of ``keep`` take ``fixed`` positions)."""
+    out = np.empty((block.shape[0], n_components))
+    if block.shape[0] == 0:
+        return out
+    rows = np.arange(block.shape[0])
+    if keep is not None:
+        start = block_info[0]["array-location"][0][0]
+        lo, hi = np.searchsorted(keep, [start, start + block.shape[0]])
+        taken = keep[lo:hi] - start
+        out[taken] = fixed[lo:hi]
+        rows = np.setdiff1d(rows, taken, assume_unique=True)
+    if rows.size:
+        new = np.asarray(block[rows], dtype=np.float64)
+        if not np.all(np.isfinite(new)):
+            raise ValueError("Input X contains NaN or infinity (in a block of rows placed by turbotsne.dask).")
+        out[rows] = np.asarray(model.transform(new, **params))
+    return out
+
+
+def transform(model, X, **transform_params):
+    """Place the rows of a dask array (or dask DataFrame) onto a fitted embedding, lazily.
+
+    Parameters
+    ----------
+    model : turbotsne.TSNE (fitted) or turbotsne.TSNEEmbedding
+    X : dask.array.Array or dask.dataframe.DataFrame of shape (n_samples, n_features)
+        Row chunk sizes must be known; NaN / inf inside a chunk raise ``ValueError`` when that
+        chunk is computed.
+    **transform_params
+        Passed to the model's ``transform`` for every block (``n_jobs`` defaults to 1: the
+        parallelism comes from the dask workers).
+
+    Returns
+    -------
+    dask.array.Array of shape (n_samples, n_components), float64, with the row chunks of ``X``.
+    """
+    return _placement(model, X, transform_params)
+
+
+def _placement(model, X, params, keep=None, fixed=None):
+    import dask
+
+    model, n_features, d = _fitted(model)
+    X = as_dask_array(X)
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features} features.")
+    params = {"n_jobs": 1, **params}
+    bundle = dask.delayed(model, pure=True)  # one task: each worker receives the model once
+    extra = {} if keep is None else {"keep": keep, "fixed": fixed}
+    return X.map_blocks(_place_block, bundle, d, params, **extra, dtype=np.float64,
+                        chunks=(X.chunks[0], (d,)), meta=np.empty((0, d)))
+
+
+def open_source(source, chunk_rows=100_000):
+    """A dask array from a dask array / DataFrame, a ``.zarr`` store or a ``.npy`` file (memory-mapped)."""
+    da = _require()
+    if isinstance(source, str) or hasattr(source, "__fspath__"):
+        path = str(source)
+        if path.rstrip("/").endswith(".zarr"):
+            return as_dask_array(da.from_zarr(path), owner="embed")
+        if path.endswith(".npy"):
+            return as_dask_array(da.from_array(np.load(path, mmap_mode="r"), chunks=(chunk_rows, -1)), owner="embed")
+        raise ValueError(f"embed reads .zarr stores and .npy files; got {path!r}.")
+    return as_dask_array(source, owner="embed")
+
+
+class EmbedResult:
+    """What :func:`embed` returns: the lazy or written embedding, the sample, the model, timings."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def __repr__(self):
+        return f"EmbedResult({', '.join(f'{k}=...' for k in self.__dict__)})"
+
+
+def _client(scheduler, n_jobs):
+    """A distributed client: the given scheduler's, else a LocalCluster of one worker per core."""
+    from distributed import Client, LocalCluster
+
+    from ._config import effective_n_jobs
+
+    if scheduler is not None:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=effective_n_jobs(n_jobs), threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def density(Y, bins=512):
+    """A 2-D histogram of a dask array of 2-D points, computed per block and summed: ``(counts,
+    x_edges, y_edges)`` without ever holding all points in one place."""
+    import dask
+
+    lo, hi = dask.compute(Y.min(axis=0), Y.max(axis=0))
+    edges = [np.linspace(lo[k], hi[k], bins + 1) for k in range(2)]
+
+    def hist(block):
+        return np.histogram2d(block[:, 0], block[:, 1], bins=edges)[0][None]
+
+    parts = Y.map_blocks(hist, dtype=np.float64, chunks=((1,) * Y.numblocks[0], (bins,), (bins,)),
+                         new_axis=2, meta=np.empty((0, 0, 0)))
+    return parts.sum(axis=0).compute(), edges[0], edges[1]
+
+
+def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random_state=0, labels=None,
+          plot=None, progress=True, chunk_rows=100_000, transform_params=None, **tsne_params):
+    """t-SNE of more points than one machine fits: fit a seeded sample, place the rest on a cluster.
+
+    Parameters
+    ----------
+    source : dask array / DataFrame, or a path to a ``.zarr`` store or a ``.npy`` file
+    sample_size : int
+        Points fitted with :class:`turbotsne.TSNE` in this (the client's) process.
+    output : str or None
+        A ``.zarr`` path the full embedding is written to, block by block; ``None`` keeps it lazy.
+    scheduler : str or None
+        An existing cluster's address (``"tcp://host:8786"``); ``None`` starts a LocalCluster of
+        ``n_jobs`` single-threaded worker processes, closed at the end.
+    labels : array of shape (n_samples,) or None
+        Labels for the sample's quality report (10-NN accuracy).
+    plot : str or None
+        A PNG path: the density of the full embedding, histogrammed per block.
+    **tsne_params
+        Parameters of :class:`turbotsne.TSNE` for the sample's fit.
+
+    Returns
+    -------
+    EmbedResult with ``embedding`` (dask array, or the zarr path's array), ``sample`` (indices),
+    ``model``, ``quality`` (the sample's :func:`turbotsne.metrics.quality_report`) and ``timings``.
+    """
+    from . import TSNE
+    from .metrics import quality_report
+
+    timings = {}
+    t = time.perf_counter()
+    client, cluster = _client(scheduler, n_jobs)
+    try:
+        X = open_source(source, chunk_rows)
+        n = X.shape[0]
+        m = int(min(sample_size, n))
+        sample = np.sort(np.random.default_rng(random_state).choice(n, m, replace=False))
+        Xs = np.asarray(X[sample].compute(), dtype=np.float64)
+        timings["read_sample_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model = TSNE(random_state=random_state, n_jobs=n_jobs, **tsne_params).fit(Xs)
+        timings["fit_s"] = time.perf_counter() - t
+        ys = None if labels is None else np.asarray(labels)[sample]
+        quality = quality_report(Xs, model.embedding_, labels=ys, subsample=min(m, 10_000))
+        t = time.perf_counter()
+        Y = _placement(model, X, dict(transform_params or {}), keep=sample, fixed=model.embedding_)
+        if output is not None:
+            job = client.compute(Y.to_zarr(output, overwrite=True, compute=False))
+            if progress:
+                from distributed import progress as show
+
+                show(job)
+            job.result()
+            Y = _require().from_zarr(output)
+        timings["place_s"] = time.perf_counter() - t
+        if plot is not None and Y.shape[1] == 2:
+            t = time.perf_counter()
+            counts, xe, ye = density(Y)
+            _save_density(plot, counts, xe, ye, n)
+            timings["plot_s"] = time.perf_counter() - t
+        return EmbedResult(embedding=Y, sample=sample, model=model, quality=quality, timings=timings)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _save_density(path, counts, x_edges, y_edges, n):
+    from .plotting import _require_matplotlib
+
+    plt = _require_matplotlib()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(np.log1p(counts.T), origin="lower", cmap="viridis",
+              extent=(x_edges[0], x_edges[-1], y_edges[0], y_edges[-1]))
+    ax.set_title(f"t-SNE of {n:,} points (log counts)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
