@@ -143,3 +143,21 @@ def test_a_cluster_started_with_dasks_own_command_line(data, tmp_path):
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
+
+
+def test_command_line_embed_with_a_sample(client, data, tmp_path, capsys):
+    pytest.importorskip("zarr")
+    from turbotsne.cli import main
+
+    X, _, _ = data
+    np.save(tmp_path / "x.npy", X)
+    argv = ["embed", str(tmp_path / "x.npy"), "--sample", "300", "-o", str(tmp_path / "y.zarr"), "--scheduler",
+            client.scheduler.address, "--quality", "--no-progress", "--negative-gradient-method", "bh",
+            "--neighbors", "exact", "--n-iter", "60", "--early-exaggeration-iter", "30", "--random-state", "0"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "fitted 300 points, placed 700 on dask" in err and '"knn_preservation"' in out
+    Y = da.from_zarr(str(tmp_path / "y.zarr")).compute()
+    assert Y.shape == (1000, 2) and np.all(np.isfinite(Y))
+    assert main(["embed", str(tmp_path / "x.npy"), "--sample", "300", "-o", str(tmp_path / "y.npy")]) == 2
+    assert "OUTPUT must be a .zarr store" in capsys.readouterr().err

@@ -264,6 +264,8 @@ def cmd_embed(args):
         The exit status (0); errors are raised as :class:`CLIError` or the
         library's ``ValueError``.
     """
+    if args.sample is not None or args.input.rstrip("/").endswith(".zarr"):
+        return _embed_on_dask(args)
     _check_output(args.output)
     if args.plot:
         _check_output(args.plot, (".png", ".pdf", ".svg", ".jpg", ".jpeg"), "plot")
@@ -281,6 +283,35 @@ def cmd_embed(args):
         _save_plot(args.plot, Y, labels, label_name, f"t-SNE of {os.path.basename(args.input)}")
     if args.quality:
         _report_quality(X, Y, labels, args)
+    return 0
+
+
+def _embed_on_dask(args):
+    """``embed --sample N`` (or a .zarr input): :func:`turbotsne.dask.embed` — the sample fitted
+    here, the rest placed on a dask cluster (``--scheduler`` or a LocalCluster), zarr out."""
+    if args.sample is None:
+        raise CLIError("a .zarr input is embedded on dask: give --sample N, the points fitted on this machine.")
+    if not args.output.rstrip("/").endswith(".zarr"):
+        raise CLIError(f"with --sample the embedding is written block by block: OUTPUT must be a .zarr store, "
+                       f"got {args.output}.")
+    if args.plot:
+        _check_output(args.plot, (".png",), "plot")
+    try:
+        from .dask import embed
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    kwargs = _tsne_kwargs(args)
+    n_jobs = kwargs.pop("n_jobs", -1)
+    random_state = kwargs.pop("random_state", 0)
+    t0 = time.perf_counter()
+    result = embed(args.input, sample_size=args.sample, output=args.output, scheduler=args.scheduler,
+                   n_jobs=n_jobs, random_state=0 if random_state is None else random_state, plot=args.plot,
+                   progress=bool(args.progress if args.progress is not None else sys.stderr.isatty()), **kwargs)
+    n = result.embedding.shape[0]
+    print(f"{PROG}: fitted {len(result.sample)} points, placed {n - len(result.sample)} on dask, "
+          f"{time.perf_counter() - t0:.1f} s -> {args.output}", file=sys.stderr)
+    if args.quality:
+        print(json.dumps(result.quality))
     return 0
 
 
@@ -413,6 +444,11 @@ def build_parser():
                    help="print a JSON quality report (trustworthiness, kNN preservation, KL, kNN accuracy) on stdout")
     p.add_argument("--quality-subsample", type=int, default=10_000, metavar="N",
                    help="points the quality report is computed on (default: %(default)s)")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="fit N sampled points here and place the rest on dask (needs the dask extra; "
+                        "INPUT .zarr or .npy, OUTPUT .zarr)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --sample: an existing dask scheduler (tcp://host:8786); default a local cluster")
     _add_common(p)
     _add_tsne_flags(p)
     p.set_defaults(func=cmd_embed)
