@@ -1,4 +1,4 @@
 """openTSNE's ``initialization`` module: turbotsne's initialisations."""
-from ..initialization import pca, random, rescale, spectral  # noqa: F401
+from ..initialization import jitter, median, pca, random, rescale, spectral, weighted_mean  # noqa: F401
 
-__all__ = ["pca", "random", "rescale", "spectral"]
+__all__ = ["pca", "spectral", "random", "rescale", "jitter", "median", "weighted_mean"]
