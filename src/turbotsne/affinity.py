@@ -411,7 +411,8 @@ class MultiscaleMixture(_NeighborAffinities):
         return {"perplexities": self.perplexities}
 
     def transform_params(self, perplexity):
-        return {"perplexities": [perplexity]}
+        return {"perplexities": list(perplexity) if isinstance(perplexity, (list, tuple, np.ndarray))
+                else [perplexity]}
 
     @staticmethod
     def _check_params(params, owner):

@@ -75,6 +75,14 @@ class _Embedding:
         kl = "not optimised" if self.kl_divergence is None else f"KL={self.kl_divergence:.4f}"
         return f"{type(self).__name__}(n_samples={self.shape[0]}, n_components={self.shape[1]}, {kl})"
 
+    @property
+    def optimizer(self):
+        """The optimiser state carried between ``optimize`` calls (``gains``, ``update``);
+        before the first call its ``gains`` are None (openTSNE's convention)."""
+        if self.n_iter == 0:
+            return _NotStarted()
+        return self.optimizer_state
+
     # -- persistence ------------------------------------------------------------------
     def save(self, path):
         """Pickle this embedding (with its affinities and neighbour index) to ``path``."""
@@ -177,6 +185,13 @@ class _Embedding:
         return new
 
 
+class _NotStarted:
+    """The optimiser state of an embedding not optimised yet."""
+
+    gains = None
+    update = None
+
+
 def _check_keys(params, owner):
     unknown = set(params) - set(EMBEDDING_DEFAULTS)
     if unknown:
@@ -227,10 +242,11 @@ class TSNEEmbedding(_Embedding):
         ----------
         X : array of shape (n_new, n_features)
             New data in the input space of the reference.
-        initialization : {"median", "weighted"} or array of shape (n_new, n_components)
+        initialization : {"median", "weighted", "random"} or array of shape (n_new, n_components)
             ``"median"``: the coordinate-wise median of the embedding positions
             of the ``k`` nearest reference points; ``"weighted"``: their mean
-            weighted by the new affinities.
+            weighted by the new affinities; ``"random"``: Gaussian noise of
+            standard deviation 1e-4 (``random_state``).
         k : int, default=25
             Neighbours used by ``"median"``.
         **affinity_params
@@ -245,7 +261,7 @@ class TSNEEmbedding(_Embedding):
         owner = "prepare_partial"  # the name existing messages (and callers matching them) use
         k = check_scalar(k, "k", owner, int, low=1, closed="left")
         if not isinstance(initialization, (np.ndarray, list, tuple)):
-            check_option(initialization, "initialization", owner, ("median", "weighted"))
+            check_option(initialization, "initialization", owner, ("median", "weighted", "random"))
         P, indices, _ = self.affinities.to_new(X, k=k, return_distances=True, **affinity_params)
         n_new, d = P.shape[0], self.embedding.shape[1]
         if isinstance(initialization, (np.ndarray, list, tuple)):
@@ -253,6 +269,10 @@ class TSNEEmbedding(_Embedding):
         else:
             if initialization == "median":
                 Y0 = np.median(self.embedding[indices[:, :k]], axis=1)
+            elif initialization == "random":
+                from .initialization import random
+
+                Y0 = random(n_new, d, random_state=self.random_state)
             else:
                 Y0 = np.asarray(P @ self.embedding)
         return PartialTSNEEmbedding(Y0, self, P, random_state=self.random_state,
@@ -275,7 +295,10 @@ class TSNEEmbedding(_Embedding):
             ``np.asarray`` of it gives the coordinates of the new points.
         """
         owner = f"{type(self).__name__}.transform"
-        perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0)
+        if isinstance(perplexity, (list, tuple, np.ndarray)):  # multiscale affinities: several
+            perplexity = [check_scalar(p, "perplexity", owner, float, low=0.0) for p in perplexity]
+        else:
+            perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0)
         check_scalar(learning_rate, "learning_rate", owner, float, low=0.0, options=("auto",))
         check_scalar(early_exaggeration, "early_exaggeration", owner, float, low=0.0, allow_none=True)
         check_scalar(exaggeration, "exaggeration", owner, float, low=0.0, allow_none=True)

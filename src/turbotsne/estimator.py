@@ -66,6 +66,11 @@ class TSNE(TransformerMixin, BaseEstimator):
         euclidean / sqeuclidean / cosine, and PCA initialisation runs there
         too; see :mod:`turbotsne.engine`.
 
+    knn_kwargs : dict or None, default=None
+        Extra arguments of the neighbour index that ``neighbors`` names
+        (e.g. ``{"n_trees": 100}`` for annoy, ``{"M": 24}`` for hnsw); not with
+        ``neighbors="auto"`` / ``"approx"``.
+
     Input and edge cases
     --------------------
     ``X`` is a 2-D array (float32/float64 kept; int and bool converted to
@@ -114,7 +119,7 @@ class TSNE(TransformerMixin, BaseEstimator):
                  max_grad_norm=None, max_step_norm=5, n_jobs=1, neighbors="auto",
                  negative_gradient_method="auto", callbacks=None, callbacks_every_iters=50,
                  random_state=None, verbose=False, *, n_iter_without_progress=None, min_grad_norm=None,
-                 device="cpu", backend="auto"):
+                 device="cpu", backend="auto", knn_kwargs=None):
         self.n_components = n_components
         self.perplexity = perplexity
         self.learning_rate = learning_rate
@@ -145,6 +150,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         self.min_grad_norm = min_grad_norm
         self.device = device
         self.backend = backend
+        self.knn_kwargs = knn_kwargs
 
     # -- validation -----------------------------------------------------------------
     def _validate_params(self):
@@ -262,7 +268,8 @@ class TSNE(TransformerMixin, BaseEstimator):
                                              self.n_jobs)
             affinities = PerplexityBasedNN(X, self.perplexity, method=neighbors, metric=self.metric,
                                            metric_params=self.metric_params, n_jobs=self.n_jobs,
-                                           random_state=random_state, verbose=self.verbose, **engine.params)
+                                           random_state=random_state, verbose=self.verbose,
+                                           knn_kwargs=self.knn_kwargs, **engine.params)
         Y0 = self._initial_embedding(X, affinities, random_state, engine, init, n)
 
         params = {name: getattr(self, name) for name in EMBEDDING_PARAMS}

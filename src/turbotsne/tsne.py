@@ -16,7 +16,7 @@ import inspect
 
 import numpy as np
 
-from .affinity import Multiscale
+from .affinity import Affinities, Multiscale
 from .affinity_kernels import conditional_probabilities  # noqa: F401
 from .embedding import PartialTSNEEmbedding, TSNEEmbedding  # noqa: F401  (openTSNE's module holds them)
 from .estimator import TSNE as _Estimator
@@ -43,10 +43,14 @@ class TSNE:
                  max_grad_norm=None, max_step_norm=5, n_jobs=1, neighbors="auto",
                  negative_gradient_method="auto", callbacks=None, callbacks_every_iters=50,
                  random_state=None, verbose=False, *, n_iter_without_progress=None, min_grad_norm=None,
-                 device="cpu", backend="auto"):
+                 device="cpu", backend="auto", knn_kwargs=None):
         values = locals()
         for name in _PARAMS:
             setattr(self, name, values[name])
+        if isinstance(initialization, np.ndarray) and (initialization.ndim != 2
+                                                       or initialization.shape[1] != n_components):
+            raise ValueError(f"The 'initialization' array must have n_components = {n_components} columns; got "
+                             f"shape {initialization.shape}.")
 
     def __repr__(self):
         changed = {n: getattr(self, n) for n in _PARAMS
@@ -66,7 +70,16 @@ class TSNE:
         if X is None:
             raise ValueError("TSNE needs the data X or precomputed affinities; got neither.")
         return Multiscale(X, self.perplexity, method=self.neighbors, metric=self.metric,
-                          metric_params=self.metric_params, n_jobs=self.n_jobs, random_state=self.random_state)
+                          metric_params=self.metric_params, n_jobs=self.n_jobs, random_state=self.random_state,
+                          knn_kwargs=self.knn_kwargs)
+
+    def _check_affinities(self, X, affinities):
+        if affinities is None:
+            return self._affinities(X)
+        if not isinstance(affinities, Affinities):
+            raise ValueError(f"The 'affinities' parameter of TSNE.fit must be an Affinities object or None. Got "
+                             f"{type(affinities).__name__} instead.")
+        return affinities
 
     def prepare_initial(self, X=None, affinities=None, initialization=None):
         """The affinities and the initial embedding, not optimised yet.
@@ -85,8 +98,7 @@ class TSNE:
         -------
         TSNEEmbedding
         """
-        if affinities is None:
-            affinities = self._affinities(X)
+        affinities = self._check_affinities(X, affinities)
         return self._estimator().prepare_initial(X, affinities=affinities, initialization=initialization)
 
     def fit(self, X=None, affinities=None, initialization=None):
@@ -100,8 +112,7 @@ class TSNE:
             The optimised embedding; ``np.asarray`` gives the coordinates.
         """
         estimator = self._estimator()
-        if affinities is None:
-            affinities = self._affinities(X)
+        affinities = self._check_affinities(X, affinities)
         embedding = estimator.prepare_initial(X, affinities=affinities, initialization=initialization)
         return estimator._optimize_phases(embedding)
 
