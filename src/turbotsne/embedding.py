@@ -1,7 +1,7 @@
 """Embedding objects: coordinates + affinities + optimiser state.
 
 :class:`TSNEEmbedding` is a plain class (not an ndarray subclass):
-``np.asarray(embedding)`` gives the coordinates. It keeps the affinities, the
+``np.asarray(embedding)`` gives the coordinates; indexing and arithmetic act on them. It keeps the affinities, the
 gradient-method settings and the optimiser state (gains, last update), so that
 ``optimize`` can be called again and carries on where the last call stopped;
 any schedule (early exaggeration, late exaggeration, ...) is a sequence of
@@ -24,6 +24,7 @@ import logging
 import pickle
 
 import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from ._validation import check_bool, check_option, check_scalar
 from .callbacks import make_progress
@@ -34,8 +35,17 @@ from .options import EMBEDDING_DEFAULTS, OptimizeOptions, resolve
 log = logging.getLogger(__name__)
 
 
-class _Embedding:
-    """What both embedding kinds share: coordinates, settings, optimiser state, ``optimize``."""
+class _Embedding(NDArrayOperatorsMixin):
+    """What both embedding kinds share: coordinates, settings, optimiser state, ``optimize``.
+
+    Indexing, arithmetic and NumPy functions act on the coordinates and return plain
+    arrays (``embedding[:, 0]``, ``embedding * 2``, ``np.mean(embedding, axis=0)``);
+    ``==`` stays identity (an embedding is an object, not an array).
+    """
+
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
 
     #: re-centre the embedding after every step (not for new points against a fixed reference)
     _recentre = True
@@ -64,9 +74,29 @@ class _Embedding:
             return self.embedding.copy() if copy else self.embedding
         return self.embedding.astype(dtype, copy=bool(copy) or dtype != self.embedding.dtype)
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Embedding) else o for o in kwargs["out"])
+        inputs = tuple(x.embedding if isinstance(x, _Embedding) else x for x in inputs)
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __getitem__(self, key):
+        return self.embedding[key]
+
+    def __iter__(self):
+        return iter(self.embedding)
+
     @property
     def shape(self):
         return self.embedding.shape
+
+    @property
+    def ndim(self):
+        return self.embedding.ndim
+
+    @property
+    def dtype(self):
+        return self.embedding.dtype
 
     def __len__(self):
         return self.embedding.shape[0]

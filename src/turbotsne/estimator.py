@@ -273,7 +273,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         Y0 = self._initial_embedding(X, affinities, random_state, engine, init, n)
 
         params = {name: getattr(self, name) for name in EMBEDDING_PARAMS}
-        return TSNEEmbedding(Y0, affinities, random_state=random_state,
+        return TSNEEmbedding(Y0, affinities, random_state=self.random_state,
                              **{**params, "negative_gradient_method": method, **engine.params})
 
     def _optimize_phases(self, embedding):
