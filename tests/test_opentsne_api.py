@@ -83,7 +83,7 @@ def test_fit_checks_its_inputs(data):
 def test_list_of_perplexities_is_multiscale(data):
     emb = openTSNE.TSNE(perplexity=[10, 20], **FAST).fit(data[0])
     assert isinstance(emb.affinities, affinity.Multiscale)
-    assert emb.affinities.perplexities == [10.0, 20.0]
+    assert emb.affinities.effective_perplexities_ == [10.0, 20.0]
     assert np.asarray(emb.transform(data[1][:5], perplexity=[5, 10], n_iter=5)).shape == (5, 2)
 
 
@@ -172,7 +172,10 @@ def test_effective_perplexity_and_scalar_perplexities():
         aff = affinity.PerplexityBasedNN(X, perplexity=30)
     assert aff.effective_perplexity_ == pytest.approx(10.0)
     ms = affinity.MultiscaleMixture(X, perplexities=5)
-    assert ms.effective_perplexities_ == [5.0]
+    assert ms.perplexities == 5 and ms.effective_perplexities_ == [5.0]
+    with pytest.warns(UserWarning, match="too high"):
+        ms = affinity.Multiscale(X, perplexities=[5, 20, 40])
+    assert ms.perplexities == [5, 20, 40] and ms.effective_perplexities_ == [5.0, 10.0]
 
 
 def test_affinities_from_a_bound_index(data):

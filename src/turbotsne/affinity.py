@@ -377,18 +377,23 @@ class Uniform(_NeighborAffinities):
 class MultiscaleMixture(_NeighborAffinities):
     """Gaussian-mixture kernel (Lee et al. 2015): per point, one precision per perplexity
     (each found by the perplexity search), ``p_{j|i} ∝ sum_h exp(-beta_h d_ij^2)``, on
-    ``3 * max(perplexities)`` neighbours."""
+    ``3 * max(perplexities)`` neighbours. ``perplexities`` keeps the value given (a number or a
+    list); ``effective_perplexities_`` the values used (too large ones reduced, each once)."""
 
     def __init__(self, data=None, perplexities=None, method="auto", metric="euclidean", metric_params=None,
                  n_jobs=1, random_state=None, knn_index=None, verbose=False, *, symmetrize=True, knn_kwargs=None):
         owner = type(self).__name__
+        perplexities_given = perplexities
         perplexities = _check_perplexities(perplexities, owner)
         data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose,
                                   symmetrize)
         method = _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_state, owner)
         n = self._n_samples_of(data, knn_index)
-        self.perplexities = self.effective_perplexities_ = [check_perplexity(float(p), n) for p in perplexities]
-        k = min(n - 1, int(3 * max(self.perplexities)))
+        self.perplexities = perplexities_given
+        # the values used: those too large for N reduced (with a warning), each once
+        effective = [check_perplexity(float(p), n) for p in perplexities]
+        self.effective_perplexities_ = [p for i, p in enumerate(effective) if p not in effective[:i]]
+        k = min(n - 1, int(3 * max(self.effective_perplexities_)))
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
 
     def set_perplexities(self, new_perplexities):
@@ -408,7 +413,7 @@ class MultiscaleMixture(_NeighborAffinities):
         self._rebuild(k_needed, owner)
 
     def _params(self):
-        return {"perplexities": self.perplexities}
+        return {"perplexities": self.effective_perplexities_}
 
     def transform_params(self, perplexity):
         return {"perplexities": list(perplexity) if isinstance(perplexity, (list, tuple, np.ndarray))
