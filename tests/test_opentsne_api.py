@@ -145,15 +145,18 @@ def test_symmetrize_is_checked(data):
         affinity.Uniform(data[0], symmetrize="sometimes")
 
 
-def test_set_perplexity(data):
+def test_set_perplexity(data, caplog):
     aff = affinity.PerplexityBasedNN(data[0], perplexity=20)
     nnz = aff.P.nnz
     aff.set_perplexity(10)
     assert aff.perplexity == aff.effective_perplexity_ == 10 and aff.P.nnz < nnz
     fresh = affinity.PerplexityBasedNN(data[0], perplexity=10)
     assert np.allclose(aff.P.toarray(), fresh.P.toarray(), atol=1e-12)
-    with pytest.raises(RuntimeError, match="needs 90 neighbours"):
-        aff.set_perplexity(30)
+    with caplog.at_level(logging.WARNING, logger="turbotsne.affinity"):
+        aff.set_perplexity(40)  # 60 neighbours were found: truncated there
+    assert "truncated" in caplog.text and aff.P.nnz == nnz
+    with pytest.raises(RuntimeError, match="above the 60 neighbours"):
+        aff.set_perplexity(70)
 
 
 def test_set_perplexities(data):
@@ -162,8 +165,8 @@ def test_set_perplexities(data):
     assert aff.effective_perplexities_ == [5.0, 10.0]
     fresh = affinity.Multiscale(data[0], perplexities=[5, 10])
     assert np.allclose(aff.P.toarray(), fresh.P.toarray(), atol=1e-12)
-    with pytest.raises(RuntimeError, match="kNN graph has"):
-        aff.set_perplexities([50])
+    with pytest.raises(RuntimeError, match="above the 60 neighbours"):
+        aff.set_perplexities([10, 61])
 
 
 def test_effective_perplexity_and_scalar_perplexities():
@@ -226,7 +229,9 @@ def test_nndescent_compiles_a_python_metric(data):
     def manhattan(a, b):
         return np.sum(np.abs(a - b))
 
-    ind, _ = nearest_neighbors.NNDescent(data[0], 5, metric=manhattan, random_state=0).build()
+    index = nearest_neighbors.NNDescent(data[0], 5, metric=manhattan, random_state=0)
+    assert index.check_metric(manhattan) is not manhattan  # compiled
+    ind, _ = index.build()
     exact, _ = nearest_neighbors.Sklearn(data[0], 5, metric="manhattan").build()
     assert np.mean(ind == exact) > 0.9
 

@@ -207,11 +207,17 @@ class _NeighborAffinities(Affinities):
         C.data /= C.data.sum()
         return C
 
+    def _check_new_perplexity(self, perplexity, owner):
+        if perplexity > self._knn_k:
+            raise RuntimeError(f"{owner}: perplexity {perplexity:g} is above the {self._knn_k} neighbours per "
+                               f"point found at construction; make a new {type(self).__name__} instead.")
+        if 3 * perplexity > self._knn_k:
+            log.warning("Perplexity %g asks for %d neighbours; the kNN graph has %d, so the kernel is truncated "
+                        "there.", perplexity, int(3 * perplexity), self._knn_k)
+
     def _rebuild(self, k_needed, owner):
-        """Recompute P with the current parameters from the kNN graph found at construction."""
-        if k_needed > self._knn_k:
-            raise RuntimeError(f"{owner}: the new parameters need {k_needed} neighbours per point but the "
-                               f"kNN graph has {self._knn_k}; make a new affinity object instead.")
+        """Recompute P with the current parameters on the first ``k_needed`` neighbours (the
+        index searches again: the kNN arrays are not kept)."""
         indices, distances = self.knn_index.build(self._knn_data, self._knn_k)
         indices = self.engine.knn_indices(np.ascontiguousarray(indices[:, :k_needed]))
         sq = np.square(np.asarray(distances[:, :k_needed], dtype=np.float64))
@@ -306,24 +312,18 @@ class PerplexityBasedNN(_PerplexityKernel, _NeighborAffinities):
         return {"perplexity": self.effective_perplexity_}
 
     def set_perplexity(self, new_perplexity):
-        """Recompute P at ``new_perplexity`` from the kNN graph found at construction.
+        """Recompute P at ``new_perplexity`` with the neighbours found at construction.
 
-        Raises ``RuntimeError`` when it needs more neighbours than that graph has;
-        logs a warning when it is above the perplexity the graph was made for.
+        Raises ``RuntimeError`` when ``new_perplexity`` is above that number of
+        neighbours; above a third of it, the kernel is truncated there (logged).
         """
         owner = f"{type(self).__name__}.set_perplexity"
         new_perplexity = _check_perplexity_value(new_perplexity, owner)
         if new_perplexity == self.effective_perplexity_:
             return
-        k_needed = max(1, int(3 * new_perplexity))
-        if k_needed > self._knn_k:
-            raise RuntimeError(f"{owner}: perplexity {new_perplexity:g} needs {k_needed} neighbours per point but "
-                               f"the kNN graph has {self._knn_k}; make a new PerplexityBasedNN instead.")
-        if 3 * new_perplexity > self._knn_k - 1:
-            log.warning("Raising the perplexity to %g, close to the %d neighbours of the kNN graph: the kernel "
-                        "is truncated there.", new_perplexity, self._knn_k)
+        self._check_new_perplexity(new_perplexity, owner)
         self.perplexity = self.effective_perplexity_ = new_perplexity
-        self._rebuild(k_needed, owner)
+        self._rebuild(min(self._knn_k, max(1, int(3 * new_perplexity))), owner)
 
 
 class FixedSigmaNN(_NeighborAffinities):
@@ -397,20 +397,15 @@ class MultiscaleMixture(_NeighborAffinities):
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
 
     def set_perplexities(self, new_perplexities):
-        """Recompute P at ``new_perplexities`` from the kNN graph found at construction.
-
-        Raises ``RuntimeError`` when they need more neighbours than that graph has.
-        """
+        """Recompute P at ``new_perplexities`` with the neighbours found at construction
+        (the rules of :meth:`PerplexityBasedNN.set_perplexity`)."""
         owner = f"{type(self).__name__}.set_perplexities"
         new = [float(p) for p in _check_perplexities(new_perplexities, owner)]
         if new == list(self.effective_perplexities_):
             return
-        k_needed = max(1, int(3 * max(new)))
-        if k_needed > self._knn_k:
-            raise RuntimeError(f"{owner}: perplexity {max(new):g} needs {k_needed} neighbours per point but the "
-                               f"kNN graph has {self._knn_k}; make a new {type(self).__name__} instead.")
+        self._check_new_perplexity(max(new), owner)
         self.perplexities = self.effective_perplexities_ = new
-        self._rebuild(k_needed, owner)
+        self._rebuild(min(self._knn_k, max(1, int(3 * max(new)))), owner)
 
     def _params(self):
         return {"perplexities": self.effective_perplexities_}

@@ -83,13 +83,21 @@ class NNDescent(_BoundData, _PyNNDescent):
 
     def __init__(self, data, k, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
                  verbose=False, knn_kwargs=None):
-        from ..neighbors.base import is_numba_function
+        super().__init__(data, k, _compiled(metric), metric_params, n_jobs, random_state, verbose, knn_kwargs)
 
-        if callable(metric) and not is_numba_function(metric):
-            import numba
+    def check_metric(self, metric):
+        """``metric``, a plain Python function compiled with numba; ``ValueError`` if unsupported."""
+        return super().check_metric(_compiled(metric))
 
-            metric = numba.njit(fastmath=True)(metric)
-        super().__init__(data, k, metric, metric_params, n_jobs, random_state, verbose, knn_kwargs)
+
+def _compiled(metric):
+    from ..neighbors.base import is_numba_function
+
+    if callable(metric) and not is_numba_function(metric):
+        import numba
+
+        return numba.njit(fastmath=True)(metric)
+    return metric
 
 
 class HNSW(_BoundData, _HNSW):
