@@ -397,15 +397,21 @@ class MultiscaleMixture(_NeighborAffinities):
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
 
     def set_perplexities(self, new_perplexities):
-        """Recompute P at ``new_perplexities`` with the neighbours found at construction
-        (the rules of :meth:`PerplexityBasedNN.set_perplexity`)."""
+        """Recompute P at ``new_perplexities`` with the neighbours found at construction.
+
+        Raises ``RuntimeError`` when they need more neighbours (``3 * max``) than were found.
+        """
         owner = f"{type(self).__name__}.set_perplexities"
         new = [float(p) for p in _check_perplexities(new_perplexities, owner)]
         if new == list(self.effective_perplexities_):
             return
-        self._check_new_perplexity(max(new), owner)
+        k_needed = max(1, int(3 * max(new)))
+        if k_needed > self._knn_k:
+            raise RuntimeError(f"{owner}: perplexity {max(new):g} needs {k_needed} neighbours per point but "
+                               f"{self._knn_k} were found at construction; make a new {type(self).__name__} "
+                               "instead.")
         self.perplexities = self.effective_perplexities_ = new
-        self._rebuild(min(self._knn_k, max(1, int(3 * max(new)))), owner)
+        self._rebuild(k_needed, owner)
 
     def _params(self):
         return {"perplexities": self.effective_perplexities_}
