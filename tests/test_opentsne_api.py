@@ -118,6 +118,16 @@ def test_prepare_partial_initializations(fitted, data, init):
         assert np.std(Y[:, 0]) > 1e-2  # among the reference points
 
 
+def test_base_follows_inplace(fitted, data):
+    same = fitted.optimize(2, inplace=True)
+    assert same is fitted and same.base is fitted.base
+    other = fitted.optimize(2)
+    assert other.base is not fitted.base and np.shares_memory(np.asarray(fitted), fitted.base)
+    partial = fitted.prepare_partial(data[1])
+    assert partial.optimize(2, inplace=True).base is partial.base
+    assert partial.optimize(2).base is not partial.base
+
+
 def test_random_state_is_kept_as_given(data):
     rs = np.random.RandomState(1)
     emb = turbotsne.TSNEEmbedding(np.zeros((3, 2)) + np.arange(3)[:, None],

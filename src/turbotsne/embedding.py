@@ -91,6 +91,12 @@ class _Embedding(NDArrayOperatorsMixin):
         return self.embedding.shape
 
     @property
+    def base(self):
+        """The array that holds the coordinates: ``optimize(inplace=True)`` writes into it,
+        ``optimize()`` returns an embedding with a new one (openTSNE's ``base``)."""
+        return self.embedding
+
+    @property
     def ndim(self):
         return self.embedding.ndim
 
