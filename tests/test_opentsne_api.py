@@ -4,7 +4,6 @@ import pickle
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from conftest import make_clusters
 import turbotsne

@@ -17,7 +17,6 @@ import inspect
 import numpy as np
 
 from .affinity import Affinities, Multiscale
-from .affinity_kernels import conditional_probabilities  # noqa: F401
 from .embedding import PartialTSNEEmbedding, TSNEEmbedding  # noqa: F401  (openTSNE's module holds them)
 from .estimator import TSNE as _Estimator
 from .optimizer import OptimizationInterrupt  # noqa: F401

@@ -7,4 +7,4 @@ from ..affinity import (Affinities, FixedSigmaNN, Multiscale, MultiscaleMixture,
 log = logging.getLogger("turbotsne.affinity")
 
 __all__ = ["Affinities", "PerplexityBasedNN", "FixedSigmaNN", "Uniform", "MultiscaleMixture", "Multiscale",
-           "PerplexityBasedDense", "PrecomputedAffinities", "joint_probabilities_nn"]
+           "PerplexityBasedDense", "PrecomputedAffinities", "joint_probabilities_nn", "check_perplexity"]
