@@ -35,7 +35,8 @@ def test_signature_is_the_seed_contract():
     positional = [(p.name, p.default) for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
     assert positional == SEED_SIGNATURE
     extras = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
-    assert extras == {"n_iter_without_progress": None, "min_grad_norm": None, "device": "cpu", "backend": "auto"}
+    assert extras == {"n_iter_without_progress": None, "min_grad_norm": None, "device": "cpu", "backend": "auto",
+                      "knn_kwargs": None}
 
 
 def _small_tsne():

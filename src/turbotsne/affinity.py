@@ -64,6 +64,26 @@ def _check_perplexities(perplexities, owner):
     return values
 
 
+#: the values of ``symmetrize``: True and "mean" are ``(P + P^T) / 2``, "max" the element-wise
+#: maximum, False the conditionals as they are (each normalised to sum 1)
+SYMMETRIZE = (True, False, "mean", "max")
+
+
+def _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_state, owner):
+    """``method``, or the index it names made with the extra arguments ``knn_kwargs``."""
+    if not knn_kwargs:
+        return method
+    from .neighbors.base import INDEXES
+
+    if not isinstance(knn_kwargs, dict):
+        raise ValueError(f"The 'knn_kwargs' parameter of {owner} must be a dict or None. Got {knn_kwargs!r} "
+                         "instead.")
+    if isinstance(method, KNNIndex) or method not in INDEXES:
+        raise ValueError(f"knn_kwargs needs the 'method' of {owner} to name one index ({sorted(INDEXES)}); "
+                         f"got {method!r}.")
+    return INDEXES[method](metric, metric_params, n_jobs, random_state, **knn_kwargs)
+
+
 def _rows_to_csr(values, indices, n_cols):
     n, k = values.shape
     indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
@@ -116,22 +136,46 @@ class _NeighborAffinities(Affinities):
     """
 
     @staticmethod
-    def _check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose):
-        """Validate what every neighbour-based class takes; returns the checked data."""
+    def _check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose, symmetrize=True):
+        """Validate what every neighbour-based class takes; returns the checked data (None when
+        ``knn_index`` carries its own data, openTSNE's ``Index(data, k)`` convention)."""
         check_neighbors(method, owner, NEIGHBORS_METHODS)
         check_metric(metric, metric_params, owner)
         check_n_jobs(n_jobs, owner)
         check_verbose(verbose, owner)
+        if symmetrize not in SYMMETRIZE:
+            raise ValueError(f"The 'symmetrize' parameter of {owner} must be one of {list(SYMMETRIZE)}. "
+                             f"Got {symmetrize!r} instead.")
         if knn_index is not None and not isinstance(knn_index, KNNIndex):
             raise ValueError(f"The 'knn_index' parameter of {owner} must be a KNNIndex or None. "
                              f"Got {knn_index!r} instead.")
+        bound = knn_index is not None and getattr(knn_index, "k", None) is not None
+        if bound and data is not None:
+            raise ValueError(f"{owner} takes either the data or a knn_index built on it (it holds its data), "
+                             "not both.")
+        if bound:
+            return None
+        if data is None:
+            raise ValueError(f"{owner} needs the data or a knn_index; got neither.")
         return check_data(data, owner)
 
-    def _build(self, data, method, metric, metric_params, n_jobs, random_state, knn_index, k):
+    @staticmethod
+    def _n_samples_of(data, knn_index):
+        if data is not None:
+            return data.shape[0]
+        bound = knn_index.data if getattr(knn_index, "data", None) is not None else knn_index.neighbors
+        return bound.shape[0]
+
+    def _build(self, data, method, metric, metric_params, n_jobs, random_state, knn_index, k, symmetrize=True):
         self.n_jobs = n_jobs
+        self.symmetrize = symmetrize
         self.knn_index = knn_index if knn_index is not None else get_knn_index(
             method, metric=metric, metric_params=metric_params, n_jobs=n_jobs, random_state=random_state)
-        log.info("Finding %d nearest neighbours of %d points", k, data.shape[0])
+        if data is None:  # an index bound to its data: at most its k neighbours
+            k = min(k, self.knn_index.k)
+        # kept to recompute P at another perplexity (a reference: no copy)
+        self._knn_data, self._knn_k = data, k
+        log.info("Finding %d nearest neighbours of %d points", k, self._n_samples_of(data, self.knn_index))
         indices, distances = self.knn_index.build(data, k)
         log.info("Computing affinities")
         # the kNN arrays are dropped as soon as P no longer needs them (not kept on the object:
@@ -145,7 +189,39 @@ class _NeighborAffinities(Affinities):
         cond = self._conditional(sq, **self._params())
         dtype = sq.dtype
         del sq
-        self.P = self.engine.symmetrize(cond, indices, dtype)
+        self.P = self._joint(cond, indices, dtype)
+
+    def _joint(self, cond, indices, dtype):
+        """P from the conditionals: ``(P + P^T) / sum`` (``symmetrize`` True or "mean"), the
+        element-wise maximum of P and P^T ("max"), or the conditionals themselves (False),
+        each normalised to sum 1."""
+        if self.symmetrize in (True, "mean"):
+            return self.engine.symmetrize(cond, indices, dtype)
+        cond = self.engine.to_numpy(cond)
+        n = cond.shape[0]
+        C = _rows_to_csr(np.asarray(cond, dtype=np.float64), self.engine.to_numpy(indices), n)
+        if self.symmetrize == "max":
+            C = C.maximum(C.T).tocsr()
+        C.eliminate_zeros()
+        C.sort_indices()
+        C.data /= C.data.sum()
+        return C
+
+    def _check_new_perplexity(self, perplexity, owner):
+        if perplexity > self._knn_k:
+            raise RuntimeError(f"{owner}: perplexity {perplexity:g} is above the {self._knn_k} neighbours per "
+                               f"point found at construction; make a new {type(self).__name__} instead.")
+        if 3 * perplexity > self._knn_k:
+            log.warning("Perplexity %g asks for %d neighbours; the kNN graph has %d, so the kernel is truncated "
+                        "there.", perplexity, int(3 * perplexity), self._knn_k)
+
+    def _rebuild(self, k_needed, owner):
+        """Recompute P with the current parameters on the first ``k_needed`` neighbours (the
+        index searches again: the kNN arrays are not kept)."""
+        indices, distances = self.knn_index.build(self._knn_data, self._knn_k)
+        indices = self.engine.knn_indices(np.ascontiguousarray(indices[:, :k_needed]))
+        sq = np.square(np.asarray(distances[:, :k_needed], dtype=np.float64))
+        self.P = self._joint(self._conditional(sq, **self._params()), indices, np.float64)
 
     def _params(self):
         return {}
@@ -213,35 +289,56 @@ class PerplexityBasedNN(_PerplexityKernel, _NeighborAffinities):
     (the neighbour index is still the one ``method`` names).
     """
 
-    def __init__(self, data, perplexity=30, method="auto", metric="euclidean", metric_params=None,
+    def __init__(self, data=None, perplexity=30, method="auto", metric="euclidean", metric_params=None,
                  n_jobs=1, random_state=None, k_neighbors="auto", knn_index=None, verbose=False, *,
-                 device="cpu", backend="auto"):
+                 symmetrize=True, knn_kwargs=None, device="cpu", backend="auto"):
         owner = type(self).__name__
         self.engine = resolve_engine(device, backend, owner)
         perplexity = _check_perplexity_value(perplexity, owner)
         k_neighbors = check_scalar(k_neighbors, "k_neighbors", owner, int, low=1, closed="left", options=("auto",))
-        data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose)
-        n = data.shape[0]
-        self.perplexity = check_perplexity(perplexity, n)
+        data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose,
+                                  symmetrize)
+        method = _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_state, owner)
+        n = self._n_samples_of(data, knn_index)
+        # reduced for small N (the value used, as before; openTSNE keeps the given one here)
+        self.perplexity = self.effective_perplexity_ = check_perplexity(perplexity, n)
         if k_neighbors == "auto":
-            k = min(n - 1, int(3 * self.perplexity))
+            k = min(n - 1, int(3 * self.effective_perplexity_))
         else:
             k = min(n - 1, k_neighbors)
-        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
 
+    def _params(self):
+        return {"perplexity": self.effective_perplexity_}
+
+    def set_perplexity(self, new_perplexity):
+        """Recompute P at ``new_perplexity`` with the neighbours found at construction.
+
+        Raises ``RuntimeError`` when ``new_perplexity`` is above that number of
+        neighbours; above a third of it, the kernel is truncated there (logged).
+        """
+        owner = f"{type(self).__name__}.set_perplexity"
+        new_perplexity = _check_perplexity_value(new_perplexity, owner)
+        if new_perplexity == self.effective_perplexity_:
+            return
+        self._check_new_perplexity(new_perplexity, owner)
+        self.perplexity = self.effective_perplexity_ = new_perplexity
+        self._rebuild(min(self._knn_k, max(1, int(3 * new_perplexity))), owner)
 
 
 class FixedSigmaNN(_NeighborAffinities):
     """Gaussian affinities with one bandwidth ``sigma`` for every point, on ``k`` neighbours:
     ``p_{j|i} ∝ exp(-d_ij^2 / (2 sigma^2))``."""
 
-    def __init__(self, data, sigma, k=30, method="auto", metric="euclidean", metric_params=None,
-                 n_jobs=1, random_state=None, knn_index=None, verbose=False):
+    def __init__(self, data=None, sigma=None, k=30, method="auto", metric="euclidean", metric_params=None,
+                 n_jobs=1, random_state=None, knn_index=None, verbose=False, *, symmetrize=True, knn_kwargs=None):
         self.sigma = _check_finite_positive(sigma, "sigma", "FixedSigmaNN")
         self.k = check_scalar(k, "k", "FixedSigmaNN", int, low=1, closed="left")
-        data = self._check_common("FixedSigmaNN", data, method, metric, metric_params, n_jobs, knn_index, verbose)
-        k = min(data.shape[0] - 1, self.k)
-        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+        data = self._check_common("FixedSigmaNN", data, method, metric, metric_params, n_jobs, knn_index, verbose,
+                                  symmetrize)
+        method = _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_state, "FixedSigmaNN")
+        k = min(self._n_samples_of(data, knn_index) - 1, self.k)
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
 
     def _params(self):
         return {"sigma": self.sigma}
@@ -261,12 +358,14 @@ class FixedSigmaNN(_NeighborAffinities):
 class Uniform(_NeighborAffinities):
     """Uniform affinities: ``p_{j|i} = 1 / k`` over the ``k_neighbors`` nearest neighbours."""
 
-    def __init__(self, data, k_neighbors=30, method="auto", metric="euclidean", metric_params=None,
-                 n_jobs=1, random_state=None, knn_index=None, verbose=False):
+    def __init__(self, data=None, k_neighbors=30, method="auto", metric="euclidean", metric_params=None,
+                 n_jobs=1, random_state=None, knn_index=None, verbose=False, *, symmetrize=True, knn_kwargs=None):
         self.k_neighbors = check_scalar(k_neighbors, "k_neighbors", "Uniform", int, low=1, closed="left")
-        data = self._check_common("Uniform", data, method, metric, metric_params, n_jobs, knn_index, verbose)
-        k = min(data.shape[0] - 1, self.k_neighbors)
-        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+        data = self._check_common("Uniform", data, method, metric, metric_params, n_jobs, knn_index, verbose,
+                                  symmetrize)
+        method = _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_state, "Uniform")
+        k = min(self._n_samples_of(data, knn_index) - 1, self.k_neighbors)
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
 
     def _k_for(self, params):
         return self.k_neighbors
@@ -278,23 +377,48 @@ class Uniform(_NeighborAffinities):
 class MultiscaleMixture(_NeighborAffinities):
     """Gaussian-mixture kernel (Lee et al. 2015): per point, one precision per perplexity
     (each found by the perplexity search), ``p_{j|i} ∝ sum_h exp(-beta_h d_ij^2)``, on
-    ``3 * max(perplexities)`` neighbours."""
+    ``3 * max(perplexities)`` neighbours. ``perplexities`` keeps the value given (a number or a
+    list); ``effective_perplexities_`` the values used (too large ones reduced, each once)."""
 
-    def __init__(self, data, perplexities, method="auto", metric="euclidean", metric_params=None,
-                 n_jobs=1, random_state=None, knn_index=None, verbose=False):
+    def __init__(self, data=None, perplexities=None, method="auto", metric="euclidean", metric_params=None,
+                 n_jobs=1, random_state=None, knn_index=None, verbose=False, *, symmetrize=True, knn_kwargs=None):
         owner = type(self).__name__
+        perplexities_given = perplexities
         perplexities = _check_perplexities(perplexities, owner)
-        data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose)
-        n = data.shape[0]
-        self.perplexities = [check_perplexity(float(p), n) for p in perplexities]
-        k = min(n - 1, int(3 * max(self.perplexities)))
-        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1))
+        data = self._check_common(owner, data, method, metric, metric_params, n_jobs, knn_index, verbose,
+                                  symmetrize)
+        method = _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_state, owner)
+        n = self._n_samples_of(data, knn_index)
+        self.perplexities = perplexities_given
+        # the values used: those too large for N reduced (with a warning), each once
+        effective = [check_perplexity(float(p), n) for p in perplexities]
+        self.effective_perplexities_ = [p for i, p in enumerate(effective) if p not in effective[:i]]
+        k = min(n - 1, int(3 * max(self.effective_perplexities_)))
+        self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
+
+    def set_perplexities(self, new_perplexities):
+        """Recompute P at ``new_perplexities`` with the neighbours found at construction.
+
+        Raises ``RuntimeError`` when they need more neighbours (``3 * max``) than were found.
+        """
+        owner = f"{type(self).__name__}.set_perplexities"
+        new = [float(p) for p in _check_perplexities(new_perplexities, owner)]
+        if new == list(self.effective_perplexities_):
+            return
+        k_needed = max(1, int(3 * max(new)))
+        if k_needed > self._knn_k:
+            raise RuntimeError(f"{owner}: perplexity {max(new):g} needs {k_needed} neighbours per point but "
+                               f"{self._knn_k} were found at construction; make a new {type(self).__name__} "
+                               "instead.")
+        self.perplexities = self.effective_perplexities_ = new
+        self._rebuild(k_needed, owner)
 
     def _params(self):
-        return {"perplexities": self.perplexities}
+        return {"perplexities": self.effective_perplexities_}
 
     def transform_params(self, perplexity):
-        return {"perplexities": [perplexity]}
+        return {"perplexities": list(perplexity) if isinstance(perplexity, (list, tuple, np.ndarray))
+                else [perplexity]}
 
     @staticmethod
     def _check_params(params, owner):
@@ -370,7 +494,7 @@ class PerplexityBasedDense(_PerplexityKernel, _NeighborAffinities):
             if data.shape[0] != data.shape[1] or np.any(data < 0):
                 raise ValueError(f"With metric='precomputed', {owner} needs a square matrix of non-negative "
                                  f"distances; got shape {data.shape}.")
-        self.perplexity = check_perplexity(perplexity, n)
+        self.perplexity = self.effective_perplexity_ = check_perplexity(perplexity, n)
         self.n_jobs = n_jobs
         self.metric, self.metric_params = metric, metric_params
         self.P = self.engine.dense_joint_probabilities(data, metric, metric_params, self.perplexity, n_jobs)

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 
-__all__ = ["Callback", "ErrorLogger", "ProgressBar", "make_progress", "progress_options"]
+__all__ = ["Callback", "ErrorLogger", "VerifyExaggerationError", "ProgressBar", "make_progress", "progress_options"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,30 @@ class ErrorLogger(Callback):
                         iteration, float("nan") if error is None else error, n_iters, now - self._last_time)
         self.history.append((int(iteration), None if error is None else float(error)))
         self._last_time, self._last_iter = now, iteration
+        return False
+
+
+class VerifyExaggerationError(Callback):
+    """Check, at every call, that the affinities of ``embedding`` are those it started with.
+
+    Exaggeration must act on the gradient, never on ``P`` itself: the error a
+    callback receives is the KL divergence of the un-exaggerated affinities.
+    Raises ``RuntimeError`` when ``embedding.affinities.P`` has changed.
+    """
+
+    def __init__(self, embedding):
+        self.embedding = embedding
+        self.P = embedding.affinities.P.copy()
+
+    def __call__(self, iteration, error, embedding):
+        import numpy as np
+        import scipy.sparse as sp
+
+        P = self.embedding.affinities.P
+        diff = abs(P - self.P).max() if sp.issparse(P) else np.abs(P - self.P).max()
+        if diff > 0:
+            raise RuntimeError(f"The affinities changed during the optimisation (by up to {diff:g}) at "
+                               f"iteration {iteration}.")
         return False
 
 

@@ -109,6 +109,7 @@ _TSNE_FLAG_TYPES = {
     "random_state": _number_or(int, "none"),
     "n_iter_without_progress": _number_or(int, "none"),
     "min_grad_norm": _number_or(float, "none"),
+    "knn_kwargs": _json_dict,
 }
 _NOT_FLAGS = ("callbacks", "verbose")
 

@@ -1,7 +1,7 @@
 """Embedding objects: coordinates + affinities + optimiser state.
 
 :class:`TSNEEmbedding` is a plain class (not an ndarray subclass):
-``np.asarray(embedding)`` gives the coordinates. It keeps the affinities, the
+``np.asarray(embedding)`` gives the coordinates; indexing and arithmetic act on them. It keeps the affinities, the
 gradient-method settings and the optimiser state (gains, last update), so that
 ``optimize`` can be called again and carries on where the last call stopped;
 any schedule (early exaggeration, late exaggeration, ...) is a sequence of
@@ -24,6 +24,7 @@ import logging
 import pickle
 
 import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from ._validation import check_bool, check_option, check_scalar
 from .callbacks import make_progress
@@ -35,8 +36,17 @@ from .options import EMBEDDING_DEFAULTS, OptimizeOptions, resolve
 log = logging.getLogger(__name__)
 
 
-class _Embedding:
-    """What both embedding kinds share: coordinates, settings, optimiser state, ``optimize``."""
+class _Embedding(NDArrayOperatorsMixin):
+    """What both embedding kinds share: coordinates, settings, optimiser state, ``optimize``.
+
+    Indexing, arithmetic and NumPy functions act on the coordinates and return plain
+    arrays (``embedding[:, 0]``, ``embedding * 2``, ``np.mean(embedding, axis=0)``);
+    ``==`` stays identity (an embedding is an object, not an array).
+    """
+
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
 
     #: re-centre the embedding after every step (not for new points against a fixed reference)
     _recentre = True
@@ -65,9 +75,35 @@ class _Embedding:
             return self.embedding.copy() if copy else self.embedding
         return self.embedding.astype(dtype, copy=bool(copy) or dtype != self.embedding.dtype)
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Embedding) else o for o in kwargs["out"])
+        inputs = tuple(x.embedding if isinstance(x, _Embedding) else x for x in inputs)
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __getitem__(self, key):
+        return self.embedding[key]
+
+    def __iter__(self):
+        return iter(self.embedding)
+
     @property
     def shape(self):
         return self.embedding.shape
+
+    @property
+    def base(self):
+        """The array that holds the coordinates: ``optimize(inplace=True)`` writes into it,
+        ``optimize()`` returns an embedding with a new one (openTSNE's ``base``)."""
+        return self.embedding
+
+    @property
+    def ndim(self):
+        return self.embedding.ndim
+
+    @property
+    def dtype(self):
+        return self.embedding.dtype
 
     def __len__(self):
         return self.embedding.shape[0]
@@ -75,6 +111,14 @@ class _Embedding:
     def __repr__(self):
         kl = "not optimised" if self.kl_divergence is None else f"KL={self.kl_divergence:.4f}"
         return f"{type(self).__name__}(n_samples={self.shape[0]}, n_components={self.shape[1]}, {kl})"
+
+    @property
+    def optimizer(self):
+        """The optimiser state carried between ``optimize`` calls (``gains``, ``update``);
+        before the first call its ``gains`` are None (openTSNE's convention)."""
+        if self.n_iter == 0:
+            return _NotStarted()
+        return self.optimizer_state
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path):
@@ -178,6 +222,13 @@ class _Embedding:
         return new
 
 
+class _NotStarted:
+    """The optimiser state of an embedding not optimised yet."""
+
+    gains = None
+    update = None
+
+
 def _check_keys(params, owner):
     unknown = set(params) - set(EMBEDDING_DEFAULTS)
     if unknown:
@@ -228,10 +279,11 @@ class TSNEEmbedding(_Embedding):
         ----------
         X : array of shape (n_new, n_features)
             New data in the input space of the reference.
-        initialization : {"median", "weighted"} or array of shape (n_new, n_components)
+        initialization : {"median", "weighted", "random"} or array of shape (n_new, n_components)
             ``"median"``: the coordinate-wise median of the embedding positions
             of the ``k`` nearest reference points; ``"weighted"``: their mean
-            weighted by the new affinities.
+            weighted by the new affinities; ``"random"``: Gaussian noise of
+            standard deviation 1e-4 (``random_state``).
         k : int, default=25
             Neighbours used by ``"median"``.
         **affinity_params
@@ -246,7 +298,7 @@ class TSNEEmbedding(_Embedding):
         owner = "prepare_partial"  # the name existing messages (and callers matching them) use
         k = check_scalar(k, "k", owner, int, low=1, closed="left")
         if not isinstance(initialization, (np.ndarray, list, tuple)):
-            check_option(initialization, "initialization", owner, ("median", "weighted"))
+            check_option(initialization, "initialization", owner, ("median", "weighted", "random"))
         P, indices, _ = self.affinities.to_new(X, k=k, return_distances=True, **affinity_params)
         n_new, d = P.shape[0], self.embedding.shape[1]
         if isinstance(initialization, (np.ndarray, list, tuple)):
@@ -254,6 +306,10 @@ class TSNEEmbedding(_Embedding):
         else:
             if initialization == "median":
                 Y0 = np.median(self.embedding[indices[:, :k]], axis=1)
+            elif initialization == "random":
+                from .initialization import random
+
+                Y0 = random(n_new, d, random_state=self.random_state)
             else:
                 Y0 = np.asarray(P @ self.embedding)
         return PartialTSNEEmbedding(Y0, self, P, random_state=self.random_state,
@@ -284,7 +340,10 @@ class TSNEEmbedding(_Embedding):
                              early_exaggeration_iter=early_exaggeration_iter, exaggeration=exaggeration,
                              n_iter=n_iter, initial_momentum=initial_momentum, final_momentum=final_momentum,
                              max_grad_norm=max_grad_norm, max_step_norm=max_step_norm, **gradient_descent_params)
-        perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0)
+        if isinstance(perplexity, (list, tuple, np.ndarray)):  # multiscale affinities: several
+            perplexity = [check_scalar(p, "perplexity", owner, float, low=0.0) for p in perplexity]
+        else:
+            perplexity = check_scalar(perplexity, "perplexity", owner, float, low=0.0)
         check_scalar(learning_rate, "learning_rate", owner, float, low=0.0, options=("auto",))
         check_scalar(early_exaggeration, "early_exaggeration", owner, float, low=0.0, allow_none=True)
         check_scalar(exaggeration, "exaggeration", owner, float, low=0.0, allow_none=True)

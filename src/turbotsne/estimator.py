@@ -67,6 +67,11 @@ class TSNE(TransformerMixin, BaseEstimator):
         euclidean / sqeuclidean / cosine, and PCA initialisation runs there
         too; see :mod:`turbotsne.engine`.
 
+    knn_kwargs : dict or None, default=None
+        Extra arguments of the neighbour index that ``neighbors`` names
+        (e.g. ``{"n_trees": 100}`` for annoy, ``{"M": 24}`` for hnsw); not with
+        ``neighbors="auto"`` / ``"approx"``.
+
     Input and edge cases
     --------------------
     ``X`` is a 2-D array (float32/float64 kept; int and bool converted to
@@ -115,7 +120,7 @@ class TSNE(TransformerMixin, BaseEstimator):
                  max_grad_norm=None, max_step_norm=5, n_jobs=1, neighbors="auto",
                  negative_gradient_method="auto", callbacks=None, callbacks_every_iters=50,
                  random_state=None, verbose=False, *, n_iter_without_progress=None, min_grad_norm=None,
-                 device="cpu", backend="auto"):
+                 device="cpu", backend="auto", knn_kwargs=None):
         self.n_components = n_components
         self.perplexity = perplexity
         self.learning_rate = learning_rate
@@ -146,6 +151,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         self.min_grad_norm = min_grad_norm
         self.device = device
         self.backend = backend
+        self.knn_kwargs = knn_kwargs
 
     # -- validation -----------------------------------------------------------------
     def _validate_params(self):
@@ -200,31 +206,79 @@ class TSNE(TransformerMixin, BaseEstimator):
         return self.embedding_
 
     def _fit(self, X):
+        embedding = self._prepare_initial(X)
+        self._optimize_phases(embedding)
+        n = embedding.embedding.shape[0]
+        exaggeration = 1.0 if self.exaggeration is None else float(self.exaggeration)
+        self.embedding_ = np.array(embedding.embedding)
+        self.kl_divergence_ = embedding.kl_divergence
+        self.n_iter_ = embedding.n_iter
+        self.learning_rate_ = (embedding.learning_rate if embedding.learning_rate is not None else
+                               (n / exaggeration if self.learning_rate == "auto" else float(self.learning_rate)))
+        self.tsne_embedding_ = embedding
+        return self
+
+    def prepare_initial(self, X, affinities=None, initialization=None):
+        """The affinities and the initial embedding of ``X``, not optimised yet.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) or None
+            The data; may be None when ``affinities`` are given and the
+            initialisation needs no data (spectral, random or an array).
+        affinities : turbotsne.affinity.Affinities, optional
+            Use these instead of computing perplexity-based ones from ``X``.
+        initialization : {"pca", "spectral", "random"} or array, optional
+            Overrides the ``initialization`` parameter.
+
+        Returns
+        -------
+        TSNEEmbedding
+            Optimise it with ``optimize``; ``fit`` runs the two phases.
+        """
+        return self._prepare_initial(X, affinities, initialization)
+
+    def _prepare_initial(self, X, affinities=None, initialization=None):
         options = self._validate_params()
-        X = self._check_X(X, reset=True)
-        n, d = X.shape[0], self.n_components
+        if X is None and affinities is None:
+            raise ValueError("TSNE needs the data X or precomputed affinities; got neither.")
+        if X is not None:
+            X = self._check_X(X, reset=True)
+        n = X.shape[0] if affinities is None else affinities.P.shape[0]
+        if X is not None and X.shape[0] != n:
+            raise ValueError(f"X has {X.shape[0]} samples but the affinities {n}.")
+        d = self.n_components
         random_state = check_random_state(self.random_state)
         engine = resolve_engine(self.device, self.backend, "TSNE")
-        method = resolve_method(options.negative_gradient_method, n, d, engine)
-        self._check_fit_options(X, method)
+        dense = affinities is not None and isinstance(affinities.P, np.ndarray)
+        method = resolve_method(options.negative_gradient_method, n, d, engine, dense=dense)
+        init = self.initialization if initialization is None else initialization
+        self._check_fit_options(X, method, n, init, check_size=affinities is None)
 
-        log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], d, method)
-        if method == "exact":
+        if affinities is not None:
+            log.info("turbotsne: %d samples with precomputed affinities -> %d components (%s)", n, d, method)
+        elif method == "exact":
+            log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], d, method)
             if sp.issparse(X) and self.metric != "precomputed":
                 X = X.toarray()
             affinities = PerplexityBasedDense(X, self.perplexity, metric=self.metric,
                                               metric_params=self.metric_params, n_jobs=self.n_jobs, **engine.params)
         else:
+            log.info("turbotsne: %d samples, %d features -> %d components (%s)", n, X.shape[1], d, method)
             neighbors = engine.neighbors_for(self.neighbors, self.metric, self.metric_params, sp.issparse(X),
                                              self.n_jobs)
             affinities = PerplexityBasedNN(X, self.perplexity, method=neighbors, metric=self.metric,
                                            metric_params=self.metric_params, n_jobs=self.n_jobs,
-                                           random_state=random_state, verbose=self.verbose, **engine.params)
-        Y0 = self._initial_embedding(X, affinities, random_state, engine)
+                                           random_state=random_state, verbose=self.verbose,
+                                           knn_kwargs=self.knn_kwargs, **engine.params)
+        Y0 = self._initial_embedding(X, affinities, random_state, engine, init, n)
 
         params = {name: getattr(self, name) for name in EMBEDDING_PARAMS}
-        embedding = TSNEEmbedding(Y0, affinities, random_state=random_state,
-                                  **{**params, "negative_gradient_method": method, **engine.params})
+        return TSNEEmbedding(Y0, affinities, random_state=self.random_state,
+                             **{**params, "negative_gradient_method": method, **engine.params})
+
+    def _optimize_phases(self, embedding):
+        """Early exaggeration, then the normal regime, in place."""
         exaggeration = 1.0 if self.exaggeration is None else float(self.exaggeration)
         early = early_exaggeration(self.early_exaggeration, self.exaggeration)
         try:
@@ -236,37 +290,35 @@ class TSNE(TransformerMixin, BaseEstimator):
             # openTSNE raises too; the embedding (affinities, index, optimiser state) travels with the exception
             ex.tsne_embedding = embedding
             raise
+        return embedding
 
-        self.embedding_ = np.array(embedding.embedding)
-        self.kl_divergence_ = embedding.kl_divergence
-        self.n_iter_ = embedding.n_iter
-        self.learning_rate_ = (embedding.learning_rate if embedding.learning_rate is not None else
-                               (n / exaggeration if self.learning_rate == "auto" else float(self.learning_rate)))
-        self.tsne_embedding_ = embedding
-        return self
-
-    def _check_fit_options(self, X, method):
+    def _check_fit_options(self, X, method, n, init, check_size=True):
         """Checks that depend on the data, done before any expensive step (the method's own:
         :func:`turbotsne.options.resolve_method`)."""
-        n, d = X.shape[0], self.n_components
-        if method == "exact":
+        d = self.n_components
+        if method == "exact" and X is not None and check_size:
             _affinity.check_exact_size(n, "TSNE")
             if sp.issparse(X) and self.metric == "precomputed":
                 raise ValueError("negative_gradient_method='exact' needs a dense square distance matrix with "
                                  "metric='precomputed' (a sparse kNN graph lacks the other pairs); use 'bh' or 'fft'.")
-        if isinstance(self.initialization, (np.ndarray, list, tuple)):
+        if isinstance(init, (np.ndarray, list, tuple)):
             with warnings.catch_warnings():  # the scale warning comes once, from _initial_embedding
                 warnings.simplefilter("ignore")
-                initialization.from_array(self.initialization, n, d)
+                initialization.from_array(init, n, d)
+        else:
+            check_option(init, "initialization", "TSNE", _INITIALIZATIONS)
 
-    def _initial_embedding(self, X, affinities, random_state, engine):
-        n, d = X.shape[0], self.n_components
-        init = self.initialization
+    def _initial_embedding(self, X, affinities, random_state, engine, init, n):
+        d = self.n_components
         if isinstance(init, (np.ndarray, list, tuple)):
             return initialization.from_array(init, n, d)
+        if init == "pca" and X is None:
+            warnings.warn("PCA initialisation needs the data X; using 'spectral' on the given affinities instead.",
+                          stacklevel=4)
+            init = "spectral"
         if init == "pca" and self.metric == "precomputed":
             warnings.warn("PCA initialisation is not possible with metric='precomputed'; using 'spectral' instead.",
-                          stacklevel=3)
+                          stacklevel=4)
             init = "spectral"
         if init == "pca":
             return engine.pca(X, d, random_state)

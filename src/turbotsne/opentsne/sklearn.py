@@ -1,0 +1,4 @@
+"""openTSNE's ``sklearn`` module: the scikit-learn estimator :class:`turbotsne.TSNE`."""
+from ..estimator import TSNE  # noqa: F401
+
+__all__ = ["TSNE"]
