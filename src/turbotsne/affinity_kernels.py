@@ -5,8 +5,8 @@ precision whose entropy is within :data:`PERPLEXITY_TOLERANCE` nats of
 ``log(perplexity)`` (at most :data:`PERPLEXITY_MAX_ITER` steps; scikit-learn's and openTSNE's
 stopping rule) by safeguarded Newton steps on ``log(beta)``, and returns the row-normalised
 conditionals. :func:`symmetrize` turns kNN conditionals into ``(P + P^T) / sum`` as CSR, in
-the kNN arrays' own memory when asked. Every kernel partitions rows into fixed blocks, so
-results do not depend on the thread count.
+the kNN arrays' own memory when asked. The parallel kernels give each row to one thread (or
+partition rows into fixed blocks), so results do not depend on the thread count.
 """
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ PERPLEXITY_MAX_ITER = 100
 MACHINE_EPSILON = np.finfo(np.double).eps
 
 
-#: rows per block of the perplexity search and the symmetrisation's merge (each block has its own
-#: row buffers; the blocks, not the threads, partition the rows, so the result does not depend on
-#: the thread count)
+#: rows per block of the perplexity search (each block has its own row buffers; the blocks, not
+#: the threads, partition the rows, so the result does not depend on the thread count)
 _ROW_BLOCK = 256
 
 
@@ -347,33 +346,33 @@ def _scatter_unmatched(ind, cond, has_mirror, own, indptr):
                 cursor[j] += 1
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _merge_tails(ind, cond, own, indptr, k):
     """Merge each row's two column-sorted parts (its own entries, then the tail of mirror-less
-    pairs) in place: the own entries are copied into a block's buffer (at most ``k``), then
-    merged from the front, where writing never overtakes the tail's next unread entry."""
+    pairs) in place: the own entries are copied into a buffer (at most ``k``), then merged
+    from the front, where writing never overtakes the tail's next unread entry (serial: a
+    memory-bound pass that two threads did not speed up)."""
     n = own.shape[0]
-    for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        bi = np.empty(k, dtype=ind.dtype)
-        bv = np.empty(k, dtype=cond.dtype)
-        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
-            lo, m, hi = indptr[i], own[i], indptr[i + 1]
-            if m == hi - lo:
-                continue  # no tail
-            for t in range(m):
-                bi[t] = ind[lo + t]
-                bv[t] = cond[lo + t]
-            w, a, b = lo, 0, lo + m
-            while a < m:
-                if b < hi and ind[b] < bi[a]:
-                    ind[w] = ind[b]
-                    cond[w] = cond[b]
-                    b += 1
-                else:
-                    ind[w] = bi[a]
-                    cond[w] = bv[a]
-                    a += 1
-                w += 1
+    bi = np.empty(k, dtype=ind.dtype)
+    bv = np.empty(k, dtype=cond.dtype)
+    for i in range(n):
+        lo, m, hi = indptr[i], own[i], indptr[i + 1]
+        if m == hi - lo:
+            continue  # no tail
+        for t in range(m):
+            bi[t] = ind[lo + t]
+            bv[t] = cond[lo + t]
+        w, a, b = lo, 0, lo + m
+        while a < m:
+            if b < hi and ind[b] < bi[a]:
+                ind[w] = ind[b]
+                cond[w] = cond[b]
+                b += 1
+            else:
+                ind[w] = bi[a]
+                cond[w] = bv[a]
+                a += 1
+            w += 1
 
 
 def joint_probabilities_nn(indices, distances, perplexity, *, n_jobs=1):

@@ -556,13 +556,15 @@ def _gather_any(charges, order, base, weights, offset, phi, out, z, sorted_out, 
 @numba.njit(parallel=True, cache=True)
 def block_bounds(Y, part):
     """Per block of rows, the column minima ``part[b, 0]`` and maxima ``part[b, 1]``;
-    returns False if any value is NaN or infinite."""
+    returns False if any value is NaN or infinite (one parallel loop: no array expression,
+    which would compile into parallel loops of its own)."""
     n, d = Y.shape
     n_blocks = part.shape[0]
-    ok = np.ones(n_blocks, dtype=np.bool_)
+    ok = np.empty(n_blocks, dtype=np.bool_)
     for b in numba.prange(n_blocks):
         lo_row = b * n // n_blocks
         hi_row = (b + 1) * n // n_blocks
+        ok[b] = True
         for k in range(d):
             part[b, 0, k] = np.inf
             part[b, 1, k] = -np.inf
@@ -575,4 +577,7 @@ def block_bounds(Y, part):
                     part[b, 0, k] = v
                 if v > part[b, 1, k]:
                     part[b, 1, k] = v
-    return ok.all()
+    for b in range(n_blocks):
+        if not ok[b]:
+            return False
+    return True
