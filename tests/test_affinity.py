@@ -118,7 +118,7 @@ def test_dense_precomputed_equals_raw(digits):
     np.testing.assert_allclose(a, b, atol=1e-12)
 
 
-@pytest.mark.parametrize("n, k", [(2, 1), (7, 3), (7, 6), (400, 25), (3000, 40)])
+@pytest.mark.parametrize("n, k", [(2, 1), (7, 3), (7, 6), (400, 25), (3000, 40), (600, 160)])
 def test_symmetrize_equals_scipy_reference(n, k):
     """The numba symmetrisation gives SciPy's (P + P^T) / sum bit for bit: sorted columns, summed
     mutual pairs, explicit zeros dropped (a zero conditional whose mirror is zero too)."""

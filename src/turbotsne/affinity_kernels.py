@@ -5,8 +5,8 @@ precision whose entropy is within :data:`PERPLEXITY_TOLERANCE` nats of
 ``log(perplexity)`` (at most :data:`PERPLEXITY_MAX_ITER` steps; scikit-learn's and openTSNE's
 stopping rule) by safeguarded Newton steps on ``log(beta)``, and returns the row-normalised
 conditionals. :func:`symmetrize` turns kNN conditionals into ``(P + P^T) / sum`` as CSR, in
-the kNN arrays' own memory when asked. Every kernel partitions rows into fixed blocks, so
-results do not depend on the thread count.
+the kNN arrays' own memory when asked. The parallel kernels give each row to one thread (or
+partition rows into fixed blocks), so results do not depend on the thread count.
 """
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ PERPLEXITY_MAX_ITER = 100
 MACHINE_EPSILON = np.finfo(np.double).eps
 
 
-#: rows per block of the perplexity search and the symmetrisation's merge (each block has its own
-#: row buffers; the blocks, not the threads, partition the rows, so the result does not depend on
-#: the thread count)
+#: rows per block of the perplexity search (each block has its own row buffers; the blocks, not
+#: the threads, partition the rows, so the result does not depend on the thread count)
 _ROW_BLOCK = 256
 
 
@@ -179,7 +178,9 @@ def symmetrize(conditional, indices, n_samples=None, *, overwrite=False):
     del conditional, indices
     has_mirror = np.zeros((n, k), dtype=np.bool_)
     own = np.empty(n, dtype=np.int64)
-    counts = _sum_pairs(ind[:n * k].reshape(n, k), cond[:n * k].reshape(n, k), has_mirror, own)
+    ind2, cond2 = ind[:n * k].reshape(n, k), cond[:n * k].reshape(n, k)
+    _sort_rows(ind2, cond2)
+    counts = _sum_pairs(ind2, cond2, has_mirror, own)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     del counts
@@ -223,20 +224,56 @@ def _find(row, x):
     return lo if lo < row.shape[0] and row[lo] == x else -1
 
 
+#: kNN rows of at most this many columns are sorted by insertion, longer ones by ``np.argsort``:
+#: insertion allocates nothing and is the faster one up to about 200 columns (k = 3 * perplexity),
+#: and it compiles in a tenth of the time (``np.argsort`` takes seconds on the first run)
+_INSERTION_SORT_MAX = 150
+
+
 @numba.njit(parallel=True, cache=True)
-def _sum_pairs(ind, cond, has_mirror, own):
-    """In the ``(n, k)`` kNN arrays: sort each row by column, give both entries of every pair
-    ``(i, j)`` / ``(j, i)`` their sum ``p_{j|i} + p_{i|j}`` (``has_mirror`` marks them; a
-    self-pair is doubled), drop the zero entries (rows compacted to the front, ``own[i]``
-    entries kept). Returns every output row's entries: its own plus the mirror-less pairs
-    ``(j, i)`` that point at it."""
+def _sort_rows_insertion(ind, cond):
+    """Sort each row of the ``(n, k)`` kNN arrays by column, in place (insertion sort)."""
+    n, k = ind.shape
+    for i in numba.prange(n):
+        for j in range(1, k):
+            x = ind[i, j]
+            v = cond[i, j]
+            t = j - 1
+            while t >= 0 and ind[i, t] > x:
+                ind[i, t + 1] = ind[i, t]
+                cond[i, t + 1] = cond[i, t]
+                t -= 1
+            ind[i, t + 1] = x
+            cond[i, t + 1] = v
+
+
+@numba.njit(parallel=True, cache=True)
+def _sort_rows_argsort(ind, cond):
+    """Sort each row of the ``(n, k)`` kNN arrays by column, in place (``np.argsort``)."""
     n, k = ind.shape
     for i in numba.prange(n):
         order = np.argsort(ind[i])
         ci = ind[i][order]
         cv = cond[i][order]
-        ind[i] = ci
-        cond[i] = cv
+        for t in range(k):
+            ind[i, t] = ci[t]
+            cond[i, t] = cv[t]
+
+
+def _sort_rows(ind, cond):
+    """Sort each row of the ``(n, k)`` kNN arrays by column, in place (a row lists no column twice,
+    so either kernel gives the same arrays)."""
+    (_sort_rows_insertion if ind.shape[1] <= _INSERTION_SORT_MAX else _sort_rows_argsort)(ind, cond)
+
+
+@numba.njit(parallel=True, cache=True)
+def _sum_pairs(ind, cond, has_mirror, own):
+    """In the ``(n, k)`` kNN arrays, each row sorted by column: give both entries of every pair
+    ``(i, j)`` / ``(j, i)`` their sum ``p_{j|i} + p_{i|j}`` (``has_mirror`` marks them; a
+    self-pair is doubled), drop the zero entries (rows compacted to the front, ``own[i]``
+    entries kept). Returns every output row's entries: its own plus the mirror-less pairs
+    ``(j, i)`` that point at it."""
+    n, k = ind.shape
     for i in numba.prange(n):
         # each pair is searched and summed once, from its lower row; the entry written in the
         # higher row belongs to this pair alone, and that row's thread does not read it (it
@@ -263,7 +300,9 @@ def _sum_pairs(ind, cond, has_mirror, own):
                 has_mirror[i, c] = has_mirror[i, t]
                 c += 1
         own[i] = c
-    counts = own.copy()
+    counts = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        counts[i] = own[i]
     for i in range(n):  # serial: rows receive from rows other threads would own
         for t in range(own[i]):
             if not has_mirror[i, t]:
@@ -307,33 +346,33 @@ def _scatter_unmatched(ind, cond, has_mirror, own, indptr):
                 cursor[j] += 1
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _merge_tails(ind, cond, own, indptr, k):
     """Merge each row's two column-sorted parts (its own entries, then the tail of mirror-less
-    pairs) in place: the own entries are copied into a block's buffer (at most ``k``), then
-    merged from the front, where writing never overtakes the tail's next unread entry."""
+    pairs) in place: the own entries are copied into a buffer (at most ``k``), then merged
+    from the front, where writing never overtakes the tail's next unread entry (serial: a
+    memory-bound pass that two threads did not speed up)."""
     n = own.shape[0]
-    for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        bi = np.empty(k, dtype=ind.dtype)
-        bv = np.empty(k, dtype=cond.dtype)
-        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
-            lo, m, hi = indptr[i], own[i], indptr[i + 1]
-            if m == hi - lo:
-                continue  # no tail
-            for t in range(m):
-                bi[t] = ind[lo + t]
-                bv[t] = cond[lo + t]
-            w, a, b = lo, 0, lo + m
-            while a < m:
-                if b < hi and ind[b] < bi[a]:
-                    ind[w] = ind[b]
-                    cond[w] = cond[b]
-                    b += 1
-                else:
-                    ind[w] = bi[a]
-                    cond[w] = bv[a]
-                    a += 1
-                w += 1
+    bi = np.empty(k, dtype=ind.dtype)
+    bv = np.empty(k, dtype=cond.dtype)
+    for i in range(n):
+        lo, m, hi = indptr[i], own[i], indptr[i + 1]
+        if m == hi - lo:
+            continue  # no tail
+        for t in range(m):
+            bi[t] = ind[lo + t]
+            bv[t] = cond[lo + t]
+        w, a, b = lo, 0, lo + m
+        while a < m:
+            if b < hi and ind[b] < bi[a]:
+                ind[w] = ind[b]
+                cond[w] = cond[b]
+                b += 1
+            else:
+                ind[w] = bi[a]
+                cond[w] = bv[a]
+                a += 1
+            w += 1
 
 
 def joint_probabilities_nn(indices, distances, perplexity, *, n_jobs=1):

@@ -133,18 +133,32 @@ def _row_any(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
 
 
 @numba.njit(parallel=True, fastmath=FORCE_FASTMATH, cache=True)
-def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out):
-    """Write ``exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` into ``out``."""
-    n, d = Y.shape
+def _attractive_2d(indptr, indices, data, Y, R, dof, exaggeration, out):
     inv_dof = 1.0 / dof
-    for i in numba.prange(n):
-        if d == 2:
-            _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
-            continue
-        if d == 3:
-            _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
-            continue
+    for i in numba.prange(Y.shape[0]):
+        _row_2d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
+
+
+@numba.njit(parallel=True, fastmath=FORCE_FASTMATH, cache=True)
+def _attractive_3d(indptr, indices, data, Y, R, dof, exaggeration, out):
+    inv_dof = 1.0 / dof
+    for i in numba.prange(Y.shape[0]):
+        _row_3d(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
+
+
+@numba.njit(parallel=True, fastmath=FORCE_FASTMATH, cache=True)
+def _attractive_any(indptr, indices, data, Y, R, dof, exaggeration, out):
+    inv_dof = 1.0 / dof
+    for i in numba.prange(Y.shape[0]):
         _row_any(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
+
+
+def attractive_forces(indptr, indices, data, Y, R, dof, exaggeration, out):
+    """Write ``exaggeration * sum_j p_ij w_ij^(1/dof) (y_i - r_j)`` into ``out`` (one kernel per
+    dimension count: a run compiles only the one it uses)."""
+    d = Y.shape[1]
+    kernel = _attractive_2d if d == 2 else _attractive_3d if d == 3 else _attractive_any
+    kernel(indptr, indices, data, Y, R, dof, exaggeration, out)
 
 
 _F32 = np.float32
@@ -190,6 +204,25 @@ def _row_3d_single(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _attractive_single_2d(indptr, indices, data, Y, R, dof, exaggeration, out):
+    inv_dof = _F32(1.0 / dof)
+    for i in numba.prange(Y.shape[0]):
+        _row_2d_single(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _attractive_single_3d(indptr, indices, data, Y, R, dof, exaggeration, out):
+    inv_dof = _F32(1.0 / dof)
+    for i in numba.prange(Y.shape[0]):
+        _row_3d_single(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _attractive_single_any(indptr, indices, data, Y, R, dof, exaggeration, out):
+    for i in numba.prange(Y.shape[0]):
+        _row_any(indptr, indices, data, Y, R, 1.0 / dof, exaggeration, i, out)
+
+
 def attractive_forces_single(indptr, indices, data, Y, R, dof, exaggeration, out):
     """:func:`attractive_forces` in single precision, for the approximate methods: ``data``
     (P's values) and ``R`` float32, the arithmetic float32 in 2-D and 3-D (other dimension
@@ -202,16 +235,9 @@ def attractive_forces_single(indptr, indices, data, Y, R, dof, exaggeration, out
     and Barnes-Hut repulsions' ~1e-3. The reduction order per row is fixed at compile time,
     so the result does not depend on the thread count.
     """
-    n, d = Y.shape
-    inv_dof = _F32(1.0 / dof)
-    for i in numba.prange(n):
-        if d == 2:
-            _row_2d_single(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
-            continue
-        if d == 3:
-            _row_3d_single(indptr, indices, data, Y, R, inv_dof, exaggeration, i, out)
-            continue
-        _row_any(indptr, indices, data, Y, R, 1.0 / dof, exaggeration, i, out)
+    d = Y.shape[1]
+    kernel = _attractive_single_2d if d == 2 else _attractive_single_3d if d == 3 else _attractive_single_any
+    kernel(indptr, indices, data, Y, R, dof, exaggeration, out)
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)

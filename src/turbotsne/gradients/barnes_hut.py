@@ -163,9 +163,9 @@ def _radix_argsort(keys, n_bits, order, tmp_keys, tmp_order, hist):
     n_passes = (n_bits + _RADIX_BITS - 1) // _RADIX_BITS
     for pss in range(n_passes):
         shift = pss * _RADIX_BITS
-        if par:
+        if par:  # (b as int64, the serial loop's type: one compiled _hist_block, not two)
             for b in numba.prange(n_blocks):
-                _hist_block(src_k, shift, hist, b)
+                _hist_block(src_k, shift, hist, np.int64(b))
         else:
             for b in range(n_blocks):
                 _hist_block(src_k, shift, hist, b)
@@ -178,7 +178,7 @@ def _radix_argsort(keys, n_bits, order, tmp_keys, tmp_order, hist):
                 total += c
         if par:
             for b in numba.prange(n_blocks):
-                _scatter_block(src_k, src_o, dst_k, dst_o, shift, hist, b)
+                _scatter_block(src_k, src_o, dst_k, dst_o, shift, hist, np.int64(b))
         else:
             for b in range(n_blocks):
                 _scatter_block(src_k, src_o, dst_k, dst_o, shift, hist, b)
@@ -641,6 +641,75 @@ def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
     return total
 
 
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _traverse_own_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
+    """:func:`_traverse_2d` for the tree's own points (``own`` true, ``Q is Ys``): the fit's
+    kernel, without the foreign queries' kernel criterion (which it never takes), so a fit
+    does not compile it."""
+    n = Q.shape[0]
+    unit_dof = dof == 1.0
+    a1 = (dof + 1.0) / dof
+    a2 = a1 * (dof + 2.0) / dof
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        stack = np.empty(_STACK, dtype=np.int64)
+        for p in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            me = p
+            y0 = Q[p, 0]
+            y1 = Q[p, 1]
+            f0 = 0.0
+            f1 = 0.0
+            z = 0.0
+            top = 1
+            stack[0] = 0
+            while top > 0:
+                top -= 1
+                t = stack[top]
+                s = node_i[t, 0]
+                e = node_i[t, 1]
+                r0 = y0 - node_f[t, 0]
+                r1 = y1 - node_f[t, 1]
+                d2 = r0 * r0 + r1 * r1
+                crit = node_f[t, 2]
+                summarise = d2 > crit and (me < s or me >= e)
+                if summarise:
+                    m = e - s
+                    c01 = node_f[t, 4]
+                    v0 = node_f[t, 3] * r0 + c01 * r1
+                    v1 = c01 * r0 + node_f[t, 6] * r1
+                    q = r0 * v0 + r1 * v1
+                    tr = node_f[t, 3] + node_f[t, 6]
+                    w, g, ib = _pair(d2, dof, unit_dof)
+                    z += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
+                    fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
+                    fv = -2.0 * m * g * a1 * ib
+                    f0 += fr * r0 + fv * v0
+                    f1 += fr * r1 + fv * v1
+                elif node_i[t, 3] == 0:
+                    for j in range(s, e):
+                        if j == me:
+                            continue
+                        u0 = y0 - Ys[j, 0]
+                        u1 = y1 - Ys[j, 1]
+                        w, g, _ = _pair(u0 * u0 + u1 * u1, dof, unit_dof)
+                        z += w
+                        f0 += g * u0
+                        f1 += g * u1
+                else:
+                    c0 = node_i[t, 2]
+                    for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
+                        stack[top] = ch
+                        top += 1
+            i = qorder[p]
+            out[i, 0] = f0
+            out[i, 1] = f1
+            row_z[i] = z
+    total = 0.0
+    for i in range(n):
+        total += row_z[i]
+    return total
+
+
 def _check_theta(theta):
     theta = float(theta)
     if not np.isfinite(theta) or theta < 0:
@@ -648,8 +717,10 @@ def _check_theta(theta):
     return theta
 
 
-def _traversal(d):
-    return _traverse_2d if d == 2 else _traverse
+def _traversal(d, own):
+    if d == 2:
+        return _traverse_own_2d if own else _traverse_2d
+    return _traverse
 
 
 class _MortonOrder:
@@ -740,8 +811,8 @@ class BarnesHutRepulsion(_LinearTree):
             out[...] = 0.0
             return 0.0
         self.build(Y)
-        return _traversal(Y.shape[1])(self._Ys, self._order, True, self._Ys, self._node_i, self._node_f,
-                                      float(dof), self.theta, out, self._row_z)
+        return _traversal(Y.shape[1], True)(self._Ys, self._order, True, self._Ys, self._node_i, self._node_f,
+                                            float(dof), self.theta, out, self._row_z)
 
 
 class BarnesHutReferenceRepulsion:
@@ -807,4 +878,4 @@ class BarnesHutReferenceRepulsion:
             raise ValueError("The new points contain NaN or inf.")
         _gather_rows(Y, q._order, q._Ys)
         t = self._tree
-        _traversal(d)(q._Ys, q._order, False, t._Ys, t._node_i, t._node_f, dof, t.theta, out, z)
+        _traversal(d, False)(q._Ys, q._order, False, t._Ys, t._node_i, t._node_f, dof, t.theta, out, z)

@@ -50,9 +50,8 @@ def boxes(Y, origin, inv_h, m_nodes, p, n_boxes, box):
         box[i] = b_flat
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def interpolation_weights(Y, centre, order, origin, inv_h, m_nodes, combo, strides, base,
-                           weights, charges):
+def interpolation_weights(Y, centre, order, origin, inv_h, m_nodes, combo, strides, base, weights,
+                          charges):
     """In box order (position ``ii`` holds point ``order[ii]``): the flat first stencil
     node ``base[ii]``, the ``3^d`` tensor-product quadratic B-spline weights
     ``weights[ii, t]`` and the centred coordinates ``charges[ii] = y - centre``.
@@ -67,37 +66,51 @@ def interpolation_weights(Y, centre, order, origin, inv_h, m_nodes, combo, strid
     spreading and gathering read memory in sequence: only this pass reads ``Y`` (and the
     gathering writes the forces) in the points' own order.
     """
+    kernel = _interpolation_weights_2d if Y.shape[1] == 2 else _interpolation_weights_any
+    kernel(Y, centre, order, origin, inv_h, m_nodes, combo, strides, base, weights, charges)
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _interpolation_weights_2d(Y, centre, order, origin, inv_h, m_nodes, combo, strides, base,
+                              weights, charges):
+    # d = 2 with scalars (combo is C order: t = 3 a + b)
+    n = Y.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            i = order[ii]
+            s0, j0 = nearest_node(Y[i, 0], origin[0], inv_h, m_nodes)
+            s1, j1 = nearest_node(Y[i, 1], origin[1], inv_h, m_nodes)
+            x = s0 - j0
+            u0 = 0.5 * (0.5 - x) * (0.5 - x)
+            u1 = 0.75 - x * x
+            u2 = 0.5 * (0.5 + x) * (0.5 + x)
+            x = s1 - j1
+            v0 = 0.5 * (0.5 - x) * (0.5 - x)
+            v1 = 0.75 - x * x
+            v2 = 0.5 * (0.5 + x) * (0.5 + x)
+            base[ii] = (j0 - 1) * strides[0] + (j1 - 1) * strides[1]
+            charges[ii, 0] = Y[i, 0] - centre[0]
+            charges[ii, 1] = Y[i, 1] - centre[1]
+            weights[ii, 0] = u0 * v0
+            weights[ii, 1] = u0 * v1
+            weights[ii, 2] = u0 * v2
+            weights[ii, 3] = u1 * v0
+            weights[ii, 4] = u1 * v1
+            weights[ii, 5] = u1 * v2
+            weights[ii, 6] = u2 * v0
+            weights[ii, 7] = u2 * v1
+            weights[ii, 8] = u2 * v2
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _interpolation_weights_any(Y, centre, order, origin, inv_h, m_nodes, combo, strides, base,
+                               weights, charges):
     n, d = Y.shape
     n_combo = combo.shape[0]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
         lw = np.empty((3, 3))  # per-dimension 1-D weights (d <= 3), one per block
-        if d == 2:  # the hot case with scalars (combo is C order: t = 3 a + b)
-            for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-                i = order[ii]
-                s0, j0 = nearest_node(Y[i, 0], origin[0], inv_h, m_nodes)
-                s1, j1 = nearest_node(Y[i, 1], origin[1], inv_h, m_nodes)
-                x = s0 - j0
-                u0 = 0.5 * (0.5 - x) * (0.5 - x)
-                u1 = 0.75 - x * x
-                u2 = 0.5 * (0.5 + x) * (0.5 + x)
-                x = s1 - j1
-                v0 = 0.5 * (0.5 - x) * (0.5 - x)
-                v1 = 0.75 - x * x
-                v2 = 0.5 * (0.5 + x) * (0.5 + x)
-                base[ii] = (j0 - 1) * strides[0] + (j1 - 1) * strides[1]
-                charges[ii, 0] = Y[i, 0] - centre[0]
-                charges[ii, 1] = Y[i, 1] - centre[1]
-                weights[ii, 0] = u0 * v0
-                weights[ii, 1] = u0 * v1
-                weights[ii, 2] = u0 * v2
-                weights[ii, 3] = u1 * v0
-                weights[ii, 4] = u1 * v1
-                weights[ii, 5] = u1 * v2
-                weights[ii, 6] = u2 * v0
-                weights[ii, 7] = u2 * v1
-                weights[ii, 8] = u2 * v2
-            continue
         for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             i = order[ii]
             node_flat = 0
@@ -136,7 +149,6 @@ def sort_by_box(box, n_box_total, start, order):
         fill[b] += 1
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def spread(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights, offset, grid):
     """Charges ``[1, y_1 - c_1, ..., y_d - c_d]`` onto the nodes: ``grid[c, node]``
     (``charges``, ``base`` and ``weights`` in box order, as :func:`interpolation_weights`
@@ -151,6 +163,14 @@ def spread(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights, 
     the node rows of the boxes ``b .. b + n_colours - 1``, which hold all it writes (the
     padding of the last axis is never written and stays zero).
     """
+    kernel = _spread_2d3d if charges.shape[1] >= 2 else _spread_any
+    kernel(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights, offset, grid)
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _spread_2d3d(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights, offset, grid):
+    # 2-D and 3-D: scalar charges and one row view per channel (as in gather; in 2-D the last
+    # view adds zeros)
     d = charges.shape[1]
     n_combo = offset.shape[0]
     n_channels = grid.shape[0]
@@ -170,26 +190,45 @@ def spread(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights, 
                         grid[c, f] = 0.0
             lo = _U(start[b0 * slab])
             hi = _U(start[(b0 + 1) * slab])
-            # 2-D and 3-D: scalar charges and one row view per channel (as in gather; in 2-D
-            # the last view adds zeros)
-            if d >= 2:
-                g0 = grid[0]
-                g1 = grid[1]
-                g2 = grid[2]
-                g3 = grid[d]
-                for ii in range(lo, hi):
-                    node0 = _U(base[ii])
-                    q1 = charges[ii, 0]
-                    q2 = charges[ii, 1]
-                    q3 = charges[ii, 2] if d == 3 else 0.0
-                    for t in range(n_combo):
-                        node = node0 + _U(offset[t])
-                        w = weights[ii, t]
-                        g0[node] += w
-                        g1[node] += w * q1
-                        g2[node] += w * q2
-                        g3[node] += w * q3
-                continue
+            g0 = grid[0]
+            g1 = grid[1]
+            g2 = grid[2]
+            g3 = grid[d]
+            for ii in range(lo, hi):
+                node0 = _U(base[ii])
+                q1 = charges[ii, 0]
+                q2 = charges[ii, 1]
+                q3 = charges[ii, 2] if d == 3 else 0.0
+                for t in range(n_combo):
+                    node = node0 + _U(offset[t])
+                    w = weights[ii, t]
+                    g0[node] += w
+                    g1[node] += w * q1
+                    g2[node] += w * q2
+                    g3[node] += w * q3
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _spread_any(charges, start, base, n_boxes, n_colours, m_nodes, strides, weights, offset, grid):
+    d = charges.shape[1]
+    n_combo = offset.shape[0]
+    n_channels = grid.shape[0]
+    row = strides[0]
+    p = m_nodes // n_boxes
+    slab = 1
+    for _ in range(d - 1):
+        slab *= n_boxes
+    for colour in range(n_colours):
+        n_slabs = (n_boxes - colour + n_colours - 1) // n_colours
+        for q in numba.prange(n_slabs):
+            b0 = colour + q * n_colours
+            if colour == 0:
+                r_end = min(m_nodes, (b0 + n_colours) * p)
+                for c in range(n_channels):
+                    for f in range(b0 * p * row, r_end * row):
+                        grid[c, f] = 0.0
+            lo = _U(start[b0 * slab])
+            hi = _U(start[(b0 + 1) * slab])
             for ii in range(lo, hi):
                 node0 = base[ii]
                 for t in range(n_combo):
@@ -433,7 +472,6 @@ def apply_kernel(spec, khat2, khat1, m_nodes, d, want_total):
     return total / np.float64(full) ** d
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sorted):
     """Interpolate the potentials back to the points, in box order: ``out[order[ii]] = r``.
 
@@ -442,36 +480,56 @@ def gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sor
     Each point writes only its own row. ``sorted_out`` / ``z_sorted`` are scratch of the
     shapes of ``out`` / ``z``.
     """
+    d = charges.shape[1]
+    kernel = _gather_forces if phi.shape[0] == d + 1 and d >= 2 else _gather_any
+    kernel(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sorted)
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _gather_forces(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sorted):
+    # the repulsion's own cases (2-D and 3-D, no K1 channel) with scalar accumulators and one row
+    # view per channel (in 2-D the last one is read twice, unused)
+    n, d = charges.shape
+    n_combo = offset.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        p0 = phi[0]
+        p1 = phi[1]
+        p2 = phi[2]
+        p3 = phi[d]
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            node0 = _U(base[ii])
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            for t in range(n_combo):
+                node = node0 + _U(offset[t])
+                w = weights[ii, t]
+                a0 += w * p0[node]
+                a1 += w * p1[node]
+                a2 += w * p2[node]
+                a3 += w * p3[node]
+            sorted_out[ii, 0] = charges[ii, 0] * a0 - a1
+            sorted_out[ii, 1] = charges[ii, 1] * a0 - a2
+            if d == 3:
+                sorted_out[ii, 2] = charges[ii, 2] * a0 - a3
+    # back to the points' own order in a pass of its own: scattered stores inside the
+    # accumulation loop above stalled it
+    for blk in numba.prange(n_blocks):
+        for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            i = order[ii]
+            for k in range(d):
+                out[i, k] = sorted_out[ii, k]
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _gather_any(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sorted):
     n, d = charges.shape
     n_out = phi.shape[0]
     n_combo = offset.shape[0]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
-        # the repulsion's own cases (2-D and 3-D, no K1 channel) with scalar accumulators and
-        # one row view per channel (in 2-D the last one is read twice, unused)
-        if n_out == d + 1 and d >= 2:
-            p0 = phi[0]
-            p1 = phi[1]
-            p2 = phi[2]
-            p3 = phi[d]
-            for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-                node0 = _U(base[ii])
-                a0 = 0.0
-                a1 = 0.0
-                a2 = 0.0
-                a3 = 0.0
-                for t in range(n_combo):
-                    node = node0 + _U(offset[t])
-                    w = weights[ii, t]
-                    a0 += w * p0[node]
-                    a1 += w * p1[node]
-                    a2 += w * p2[node]
-                    a3 += w * p3[node]
-                sorted_out[ii, 0] = charges[ii, 0] * a0 - a1
-                sorted_out[ii, 1] = charges[ii, 1] * a0 - a2
-                if d == 3:
-                    sorted_out[ii, 2] = charges[ii, 2] * a0 - a3
-            continue
         acc = np.empty(5)
         for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             for c in range(n_out):
@@ -486,8 +544,6 @@ def gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sor
                 sorted_out[ii, k] = charges[ii, k] * acc[0] - acc[k + 1]
             if n_out > d + 1:
                 z_sorted[ii] = acc[d + 1]
-    # back to the points' own order in a pass of its own: scattered stores inside the
-    # accumulation loop above stalled it
     for blk in numba.prange(n_blocks):
         for ii in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             i = order[ii]
@@ -500,13 +556,15 @@ def gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sor
 @numba.njit(parallel=True, cache=True)
 def block_bounds(Y, part):
     """Per block of rows, the column minima ``part[b, 0]`` and maxima ``part[b, 1]``;
-    returns False if any value is NaN or infinite."""
+    returns False if any value is NaN or infinite (one parallel loop: no array expression,
+    which would compile into parallel loops of its own)."""
     n, d = Y.shape
     n_blocks = part.shape[0]
-    ok = np.ones(n_blocks, dtype=np.bool_)
+    ok = np.empty(n_blocks, dtype=np.bool_)
     for b in numba.prange(n_blocks):
         lo_row = b * n // n_blocks
         hi_row = (b + 1) * n // n_blocks
+        ok[b] = True
         for k in range(d):
             part[b, 0, k] = np.inf
             part[b, 1, k] = -np.inf
@@ -519,4 +577,7 @@ def block_bounds(Y, part):
                     part[b, 0, k] = v
                 if v > part[b, 1, k]:
                     part[b, 1, k] = v
-    return ok.all()
+    for b in range(n_blocks):
+        if not ok[b]:
+            return False
+    return True

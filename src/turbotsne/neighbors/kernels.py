@@ -1,8 +1,9 @@
 """Numba kernels of the nearest-neighbour indexes.
 
-Each kernel takes contiguous arrays, writes into arrays the caller allocated and runs
-in parallel over rows that one thread owns, so its result does not depend on the thread
-count. Kernels compile on first use and are cached on disk, except the ones
+Each kernel takes contiguous arrays and writes into arrays the caller allocated; the
+distance kernels run in parallel over rows that one thread owns, so their result does not
+depend on the thread count, and the passes that only move a row's entries run serially (a
+parallel region would cost more to compile than it saves). Kernels compile on first use and are cached on disk, except the ones
 :func:`brute_force_kernel` specialises on a distance function (numba does not cache a
 kernel that calls a function it was handed).
 """
@@ -13,14 +14,14 @@ import functools
 import numba
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def drop_self_into(ind, dist, out_i, out_d, offset):
     """Copy row ``i`` of ``(ind, dist)`` into ``(out_i, out_d)`` without the entry whose index is
     ``i + offset`` (or, where there is none, without the last entry), keeping the first
     ``out_i.shape[1]`` of the others."""
     n, m = ind.shape
     k = out_i.shape[1]
-    for i in numba.prange(n):
+    for i in range(n):
         skip = m - 1  # no self in the row: drop the last column
         for j in range(m):
             if ind[i, j] == i + offset:
@@ -34,12 +35,12 @@ def drop_self_into(ind, dist, out_i, out_d, offset):
                 t += 1
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def sort_rows_inplace(ind, dist):
     """Sort each row of ``(ind, dist)`` in place by (distance, index)."""
     # insertion sort per row: rows come nearly sorted from the indexes
     n, m = ind.shape
-    for i in numba.prange(n):
+    for i in range(n):
         for j in range(1, m):
             d, x = dist[i, j], ind[i, j]
             t = j - 1
