@@ -16,6 +16,12 @@ FIT = dict(negative_gradient_method="bh", neighbors="exact", random_state=0, n_i
 PLACE = dict(n_iter=60)
 
 
+def assert_same_placement(actual, expected):
+    # per point, so equal to the in-process transform; a worker's copy of the model can round a
+    # vectorised sum differently (~1e-15), hence a tolerance far below any visible difference
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -47,11 +53,11 @@ def test_dask_transform_equals_in_process_transform(client, data):
     assert isinstance(Y, da.Array) and Y.chunks == ((130, 130, 130, 130, 80), (2,))
     # the model is one task of the graph, shared by every block (sent to each worker once)
     assert len(Y.__dask_graph__()) == 2 * Y.numblocks[0] + 1
-    np.testing.assert_array_equal(Y.compute(), expected)
+    assert_same_placement(Y.compute(), expected)
     # the embedding object's transform, likewise
     emb = model.tsne_embedding_
-    np.testing.assert_array_equal(emb.transform(da.from_array(new, chunks=(200, 8)), **PLACE).compute(),
-                                  np.asarray(emb.transform(new, **PLACE)))
+    assert_same_placement(emb.transform(da.from_array(new, chunks=(200, 8)), **PLACE).compute(),
+                          np.asarray(emb.transform(new, **PLACE)))
 
 
 def test_dask_dataframe_input(client, data):
@@ -60,7 +66,7 @@ def test_dask_dataframe_input(client, data):
     X, _, model = data
     new = X[400:700]
     frame = dd.from_pandas(pd.DataFrame(new, columns=[f"f{i}" for i in range(8)]), npartitions=3)
-    np.testing.assert_array_equal(model.transform(frame, **PLACE).compute(), model.transform(new, **PLACE))
+    assert_same_placement(model.transform(frame, **PLACE).compute(), model.transform(new, **PLACE))
 
 
 def test_a_worker_killed_mid_run_still_gives_the_whole_result(client, data):
@@ -72,8 +78,7 @@ def test_a_worker_killed_mid_run_still_gives_the_whole_result(client, data):
     next(distributed.as_completed(blocks))  # the run has started
     victim = sorted(client.scheduler_info()["workers"])[0]
     client.restart_workers([victim])  # the process is killed and its nanny starts a new one
-    result = np.concatenate(client.gather(blocks))
-    np.testing.assert_array_equal(result, expected)
+    assert_same_placement(np.concatenate(client.gather(blocks)), expected)
 
 
 def test_bad_input_is_refused_before_work(client, data):
@@ -107,7 +112,7 @@ def test_embed_recipe_on_a_zarr_store(client, data, tmp_path):
     assert Y.shape == (1000, 2) and np.all(np.isfinite(Y))
     np.testing.assert_array_equal(Y[result.sample], result.model.embedding_)  # the sample keeps its fit
     rest = np.setdiff1d(np.arange(1000), result.sample)
-    np.testing.assert_array_equal(Y[rest], result.model.transform(X[rest], n_jobs=1, **PLACE))
+    assert_same_placement(Y[rest], result.model.transform(X[rest], n_jobs=1, **PLACE))
     assert (tmp_path / "y.png").stat().st_size > 0
     assert 0.9 < result.quality["knn_accuracy"] <= 1.0 and set(result.timings) >= {"fit_s", "place_s"}
 
@@ -138,7 +143,7 @@ def test_a_cluster_started_with_dasks_own_command_line(data, tmp_path):
             remote.wait_for_workers(1, timeout=60)
             new = X[400:600]
             Y = model.transform(da.from_array(new, chunks=(70, 8)), **PLACE)
-            np.testing.assert_array_equal(remote.compute(Y).result(), model.transform(new, **PLACE))
+            assert_same_placement(remote.compute(Y).result(), model.transform(new, **PLACE))
     finally:
         for p in reversed(procs):
             p.terminate()

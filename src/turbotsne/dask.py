@@ -8,7 +8,8 @@ and nothing is gathered on the client. :func:`embed` is the recipe for data larg
 machine fits (Kobak & Berens 2019): t-SNE on a seeded random sample in the client, every other
 point placed on the cluster, the result written partition-wise to zarr. Placement is per point
 with "bh" and "exact" (each new point has its own normaliser), so the dask result equals the
-in-process ``transform`` of the same rows bit for bit; with "fft" the grid follows each chunk's
+in-process ``transform`` of the same rows (to ~1e-15: a worker's copy of the model can round a
+vectorised sum differently); with "fft" the grid follows each chunk's
 bounding box, so results agree to the FFT's accuracy. Needs the ``dask`` extra
 (``pip install "turbotsne[dask]"``); ``import turbotsne`` never imports dask.
 """
