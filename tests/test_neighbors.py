@@ -11,15 +11,18 @@ from scipy.spatial.distance import cdist
 
 from conftest import make_clusters
 from turbotsne.neighbors import (
-    AutoIndex, Exact, HNSW, KNNIndex, Precomputed, PyNNDescent, get_knn_index,
+    AutoIndex, Exact, HNSW, KNNIndex, Precomputed, PyNNDescent, Voyager, get_knn_index,
 )
 
 HAVE_ANNOY = importlib.util.find_spec("annoy") is not None
 HAVE_HNSW = importlib.util.find_spec("hnswlib") is not None
+HAVE_VOYAGER = importlib.util.find_spec("voyager") is not None
 needs_annoy = pytest.mark.skipif(not HAVE_ANNOY, reason="annoy (extra 'ann') not installed")
 needs_hnsw = pytest.mark.skipif(not HAVE_HNSW, reason="hnswlib (extra 'ann') not installed")
+needs_voyager = pytest.mark.skipif(not HAVE_VOYAGER, reason="voyager not installed")
 
 APPROX = [
+    pytest.param("voyager", marks=needs_voyager),
     pytest.param("annoy", marks=needs_annoy),
     pytest.param("hnsw", marks=needs_hnsw),
     "pynndescent",
@@ -265,7 +268,8 @@ def test_approx_recall_and_pickle(clustered, method, metric):
     np.testing.assert_array_equal(qd, qd2)
 
 
-@pytest.mark.parametrize("method", [pytest.param("annoy", marks=needs_annoy),
+@pytest.mark.parametrize("method", [pytest.param("voyager", marks=needs_voyager),
+                                    pytest.param("annoy", marks=needs_annoy),
                                     pytest.param("hnsw", marks=needs_hnsw)])
 @pytest.mark.parametrize("metric", ["sqeuclidean", "correlation"])
 def test_ann_metric_transforms(data_dups, method, metric):
@@ -379,7 +383,7 @@ def test_auto_and_approx_choice(data_dups):
     assert auto.choose(5000, True) == "pynndescent"
     approx = get_knn_index("approx", "euclidean")
     dense_choice = approx.choose(500, False)
-    assert dense_choice in ("hnsw", "annoy", "pynndescent")
+    assert dense_choice in ("voyager", "pynndescent")
     assert get_knn_index("approx", "hellinger").choose(5000, False) == "pynndescent"
     assert get_knn_index("approx", "chebyshev").choose(5000, False) == "pynndescent"
 
@@ -393,9 +397,9 @@ def test_auto_and_approx_choice(data_dups):
     assert q[0].shape == (3, 5)
     clone = pickle.loads(pickle.dumps(auto))
     np.testing.assert_array_equal(clone.query(data_dups[:3], 5)[0], q[0])
-    if HAVE_HNSW:
+    if HAVE_VOYAGER:
         approx.build(data_dups, 5)
-        assert isinstance(approx.index_, HNSW)
+        assert isinstance(approx.index_, Voyager)
         clone = pickle.loads(pickle.dumps(approx))
         np.testing.assert_array_equal(clone.query(data_dups[:3], 5)[0], approx.query(data_dups[:3], 5)[0])
 
@@ -467,7 +471,8 @@ def test_instance_passes_through_and_params_stored():
     assert (made.metric, made.metric_params, made.n_jobs, made.random_state) == ("cosine", {"a": 1}, -1, 7)
 
 
-@pytest.mark.parametrize("method", [pytest.param("annoy", marks=needs_annoy),
+@pytest.mark.parametrize("method", [pytest.param("voyager", marks=needs_voyager),
+                                    pytest.param("annoy", marks=needs_annoy),
                                     pytest.param("hnsw", marks=needs_hnsw)])
 def test_random_state_reproducible(clustered, method):
     X = clustered[:800]

@@ -130,7 +130,7 @@ _TSNE_FLAG_HELP = {
     "initialization": "pca, spectral, random or a .npy file of initial positions",
     "metric_params": "JSON object, e.g. '{\"p\": 3}'",
     "negative_gradient_method": "exact, bh, fft or auto",
-    "neighbors": "exact, auto, approx, annoy, pynndescent or hnsw",
+    "neighbors": "exact, auto, approx, voyager, annoy, pynndescent or hnsw",
     "n_jobs": "threads: -1 all cores, -2 all but one",
     "device": "cpu, cuda, cuda:N or auto (a CUDA device needs the gpu extra)",
     "backend": "auto, numba or torch",

@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_NEIGHBORS = ("exact", "auto", "approx", "annoy", "pynndescent", "hnsw")
+_NEIGHBORS = ("exact", "auto", "approx", "voyager", "annoy", "pynndescent", "hnsw")
 _INITIALIZATIONS = ("pca", "spectral", "random")
 
 

@@ -3,13 +3,15 @@
 The ``neighbors`` parameter names an index (:data:`NEIGHBORS_METHODS`) or passes a
 :class:`KNNIndex` instance; :func:`get_knn_index` turns it into an index. Indexes:
 :class:`Exact` (brute force), :class:`Precomputed` (``metric="precomputed"``, whatever
-``neighbors`` says), and the approximate :class:`HNSW`, :class:`Annoy`, :class:`PyNNDescent`.
-``"approx"`` picks, when the data is seen, the first *installed* index of
-:data:`APPROX_ORDER` that supports the metric on dense input (pynndescent for sparse
-input, :class:`Exact` when no approximate index supports the metric); ``"auto"`` is
-:class:`Exact` below :data:`AUTO_EXACT_MAX_N` points and ``"approx"`` above. The output
-contract is :class:`~turbotsne.neighbors.base.KNNIndex`'s; how the order and the threshold
-were measured: docs/design/neighbors.md.
+``neighbors`` says), the approximate :class:`Voyager` (a dependency) and :class:`PyNNDescent`,
+and the optional :class:`HNSW` and :class:`Annoy` (extra ``ann``, used only when named).
+``"approx"`` picks, when the data is seen, the first installed index of :data:`APPROX_ORDER`
+that supports the metric: voyager for dense euclidean / sqeuclidean / cosine / correlation,
+whose neighbours are the same for every ``n_jobs`` and run; pynndescent for sparse input and
+the other metrics it has; :class:`Exact` for the rest. ``"auto"`` is :class:`Exact` below
+:data:`AUTO_EXACT_MAX_N` points and ``"approx"`` above. The output contract is
+:class:`~turbotsne.neighbors.base.KNNIndex`'s; how the order and the threshold were measured:
+docs/design/neighbors.md and BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -21,21 +23,22 @@ from .base import COMPACT_KNN_FROM_ENTRIES, INDEXES, KNNIndex, knn_dtypes, regis
 from .brute import BLOCK_BYTES
 # exact before approximate: the order of registration is the order in which error messages suggest indexes
 from .exact import Exact, Precomputed
-from .approximate import HNSW, Annoy, ApproximateIndex, PyNNDescent
+from .approximate import HNSW, Annoy, ApproximateIndex, PyNNDescent, Voyager
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "KNNIndex", "Exact", "PyNNDescent", "Annoy", "HNSW", "Precomputed", "AutoIndex", "ApproximateIndex",
+    "KNNIndex", "Exact", "Voyager", "PyNNDescent", "Annoy", "HNSW", "Precomputed", "AutoIndex", "ApproximateIndex",
     "get_knn_index", "register_index", "knn_dtypes", "NEIGHBORS_METHODS", "APPROX_ORDER", "AUTO_EXACT_MAX_N",
     "COMPACT_KNN_FROM_ENTRIES", "BLOCK_BYTES",
 ]
 
 #: the values of the ``neighbors`` parameter: "auto", "approx" and the registered indexes.
-NEIGHBORS_METHODS = ("auto", "approx", "exact", "annoy", "pynndescent", "hnsw")
+NEIGHBORS_METHODS = ("auto", "approx", "exact", "voyager", "annoy", "pynndescent", "hnsw")
 
-#: approximate indexes for dense input, fastest first (docs/design/neighbors.md).
-APPROX_ORDER = ("hnsw", "annoy", "pynndescent")
+#: the approximate indexes "approx" considers for dense input, in order (docs/design/neighbors.md);
+#: hnsw and annoy are used only when named.
+APPROX_ORDER = ("voyager", "pynndescent")
 
 #: the largest N for which "auto" picks exact neighbours.
 AUTO_EXACT_MAX_N = 1000

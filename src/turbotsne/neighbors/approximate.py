@@ -1,5 +1,7 @@
-"""Approximate neighbours from optional libraries: :class:`HNSW` (hnswlib), :class:`Annoy`
-(annoy) and :class:`PyNNDescent` (pynndescent, a runtime dependency).
+"""Approximate neighbours from other libraries: :class:`Voyager` (voyager) and
+:class:`PyNNDescent` (pynndescent), both dependencies, and :class:`HNSW` (hnswlib) and
+:class:`Annoy` (annoy) from the optional extra ``ann``. :class:`Voyager`'s neighbours, by
+default, depend only on the data and ``random_state`` (not on ``n_jobs`` or the run).
 
 Each library is imported when an index is built, never at import. :class:`ApproximateIndex`
 holds what they share: the library's raw neighbours are searched in chunks of
@@ -13,6 +15,7 @@ decorated with :func:`~turbotsne.neighbors.base.register_index`.
 """
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -393,3 +396,140 @@ class HNSW(DenseIndex):
         return self._chunked(lambda s, e: self._index.knn_query(self._transform(X_new[s:e]), k=k,
                                                                 num_threads=n_jobs),
                              X_new, k, exclude_self=False)
+
+
+def duplicate_groups(Xt):
+    """Groups of identical rows of the float32 array ``Xt``: None when all rows differ, else
+    ``(first, group, ptr, members)``: the first row of each group (groups numbered in order of
+    first occurrence), the group of each row, and the rows of group g, increasing, at
+    ``members[ptr[g]:ptr[g + 1]]``."""
+    n = Xt.shape[0]
+    words = np.ascontiguousarray(Xt).view(np.uint32)
+    h = np.zeros(n, dtype=np.uint64)  # a 64-bit FNV-style hash of each row's bytes: a cheap test first
+    for j in range(words.shape[1]):
+        h *= np.uint64(0x100000001B3)
+        h ^= words[:, j]
+    h.sort()
+    if n < 2 or not np.any(h[1:] == h[:-1]):
+        return None
+    rows = words.view(np.dtype((np.void, 4 * words.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    if first.size == n:  # only a hash collision
+        return None
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    group = rank[inverse.ravel()]
+    members = np.argsort(group, kind="stable")
+    ptr = np.concatenate(([0], np.cumsum(np.bincount(group, minlength=first.size))))
+    return np.sort(first), group, ptr, members
+
+
+def expand_groups(ind, dist, ptr, members, m):
+    """The first ``m`` rows of the groups that each row of ``ind`` lists, in that order (the rows
+    of a group in increasing order), with their group's distance."""
+    ind = np.asarray(ind, dtype=np.int64)
+    r, kk = ind.shape
+    sizes = np.diff(ptr)[ind]
+    end = np.minimum(np.cumsum(sizes, axis=1), m)  # group j fills the positions end[j - 1] .. end[j] - 1
+    base = np.arange(r)[:, None]
+    j = np.searchsorted((end + base * (m + 1)).ravel(), (np.arange(m) + base * (m + 1)).ravel(), side="right")
+    j = j.reshape(r, m) - base * kk
+    before = np.where(j > 0, np.take_along_axis(end, np.maximum(j - 1, 0), axis=1), 0)
+    rows = members[ptr[np.take_along_axis(ind, j, axis=1)] + np.arange(m) - before]
+    return rows, np.take_along_axis(np.asarray(dist), j, axis=1)
+
+
+@register_index
+class Voyager(DenseIndex):
+    """Spotify's voyager hierarchical navigable small-world graph (a dependency: binary wheels
+    for Linux, macOS and Windows).
+
+    ``M`` and ``ef_construction`` as in :class:`HNSW` (12 and 64); the search breadth is ``ef``
+    (default ``k + EF_MARGIN``, at least 50). With ``deterministic=True`` (the default) the
+    graph is built on one thread, so that its links, and hence the neighbours found, depend
+    only on the data and ``random_state``, not on ``n_jobs`` or thread scheduling; the search
+    runs on ``n_jobs`` threads either way. ``deterministic=False`` builds on ``n_jobs`` threads
+    (faster with several cores, not reproducible). Identical rows enter the graph once (a graph
+    whose links all join copies of one point cannot be searched from outside): a search then
+    finds groups of identical rows, each standing for all its rows.
+    """
+
+    #: default search breadth beyond k
+    EF_MARGIN = 30
+
+    name = "voyager"
+    requires = "voyager"
+    install_hint = "pip install voyager"
+    accepts_metric_params = False
+    _METRICS = {"euclidean": "Euclidean", "sqeuclidean": "Euclidean", "cosine": "Cosine",
+                "correlation": "Cosine"}
+
+    def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
+                 M=12, ef_construction=64, ef=None, deterministic=True):
+        super().__init__(metric, metric_params, n_jobs, random_state)
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef = ef
+        self.deterministic = deterministic
+
+    @classmethod
+    def valid_metrics(cls, sparse=False):
+        if sparse:
+            return frozenset()
+        return frozenset(cls._METRICS) | {"l2"}
+
+    def _make_graph(self, Xt, n_jobs):
+        voyager = self.require()
+        index = voyager.Index(getattr(voyager.Space, self._METRICS[canonical(self.metric)]), Xt.shape[1],
+                              M=self.M, ef_construction=self.ef_construction,
+                              random_seed=seed(self.random_state), max_elements=Xt.shape[0])
+        index.add_items(Xt, num_threads=1 if self.deterministic else n_jobs)
+        return index
+
+    def _search(self, Xq, k, n_jobs):
+        """The ``k`` nearest reference rows of each row of ``Xq`` (raw: voyager's ids and distances)."""
+        n_graph = self._index.num_elements
+        ef = max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), n_graph))
+        if self._groups is None:
+            return self._index.query(Xq, k, num_threads=n_jobs, query_ef=ef)
+        ptr, members = self._groups
+        ind, dist = self._index.query(Xq, min(k, n_graph), num_threads=n_jobs, query_ef=ef)
+        return expand_groups(ind, dist, ptr, members, k)
+
+    def build(self, X, k):
+        _, X, k, Xt = self._start_build(X, k)
+        n_jobs = effective_n_jobs(self.n_jobs)
+        groups = duplicate_groups(Xt)
+        if groups is None:
+            self._groups = None
+            self._index = self._make_graph(Xt, n_jobs)
+        else:
+            first, _, ptr, members = groups
+            self._groups = (ptr, members)
+            self._index = self._make_graph(Xt[first], n_jobs)
+        self._ref = X
+        return self._chunked(lambda s, e: self._search(Xt[s:e], k + 1, n_jobs), X, k, exclude_self=True)
+
+    def query(self, X_new, k):
+        self._check_fitted()
+        X_new = self._check_query(X_new)
+        k = check_k(k, self.n_samples_fit_, build=False)
+        n_jobs = effective_n_jobs(self.n_jobs)
+        return self._chunked(lambda s, e: self._search(self._transform(X_new[s:e]), k, n_jobs),
+                             X_new, k, exclude_self=False)
+
+    # voyager indexes live in C++ memory and do not pickle: serialise through an in-memory file
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        index = state.pop("_index", None)
+        if index is not None:
+            buffer = io.BytesIO()
+            index.save(buffer)
+            state["_index_bytes"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state):
+        data = state.pop("_index_bytes", None)
+        self.__dict__.update(state)
+        if data is not None:
+            self._index = self.require().Index.load(io.BytesIO(data))
