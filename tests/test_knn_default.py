@@ -129,13 +129,18 @@ def test_voyager_many_duplicates():
     np.testing.assert_array_equal(ind[0], np.arange(1, 11))
 
 
-def test_auto_and_approx_use_voyager_for_dense_input():
+def test_auto_and_approx_use_voyager_for_dense_input(monkeypatch):
+    # the default install: hnswlib and annoy (the ann extra) absent
+    from turbotsne.neighbors import HNSW, Annoy
+
+    for cls in (HNSW, Annoy):
+        monkeypatch.setattr(cls, "available", classmethod(lambda cls: False))
     auto = get_knn_index("auto", "euclidean")
     assert auto.choose(AUTO_EXACT_MAX_N - 1, False) == "exact"
     for metric in ("euclidean", "sqeuclidean", "l2", "cosine", "correlation"):
         assert get_knn_index("auto", metric).choose(5000, False) == "voyager"
         assert get_knn_index("approx", metric).choose(500, False) == "voyager"
-    # sparse input and metrics voyager lacks: pynndescent; the optional indexes only when named
+    # sparse input and metrics voyager lacks: pynndescent
     assert auto.choose(5000, True) == "pynndescent"
     assert get_knn_index("approx", "manhattan").choose(5000, False) == "pynndescent"
     assert get_knn_index("approx", "euclidean", {"p": 2}).choose(5000, False) == "pynndescent"
@@ -154,6 +159,9 @@ from turbotsne import TSNE
 r = np.random.default_rng(0)
 centers = r.normal(scale=5.0, size=(12, 50))
 X = centers[r.integers(0, 12, size=3000)] + r.normal(size=(3000, 50))
+from turbotsne.neighbors import HNSW, Annoy
+for cls in (HNSW, Annoy):  # the default install: the ann extra (hnswlib, annoy) absent
+    cls.available = classmethod(lambda cls: False)
 tsne = TSNE(random_state=0, n_jobs=int(sys.argv[1])).fit(X)
 index = tsne.tsne_embedding_.affinities.knn_index
 print(json.dumps(dict(index=type(getattr(index, "index_", index)).__name__,
@@ -170,10 +178,18 @@ def _fit_in_new_process(n_jobs):
 
 
 def test_default_fit_identical_in_new_processes_and_for_every_n_jobs():
-    """TSNE(random_state=0) on 3,000 points through the default index: the same embedding, bit for
-    bit, in two new processes with n_jobs=2, and with n_jobs=1 and -1."""
+    """TSNE(random_state=0) on 3,000 points through the default install's index (voyager): the same
+    embedding, bit for bit, in two new processes with n_jobs=2, and with n_jobs=1 and -1."""
     first = _fit_in_new_process(2)
     assert first["index"] == "Voyager"
     assert _fit_in_new_process(2) == first
     assert _fit_in_new_process(1) == first
     assert _fit_in_new_process(-1) == first
+
+
+def test_the_ann_extra_comes_first_where_installed():
+    from turbotsne.neighbors import HNSW
+
+    if not HNSW.available():
+        pytest.skip("hnswlib is not installed")
+    assert get_knn_index("auto", "euclidean").choose(5000, False) == "hnsw"

@@ -10,8 +10,9 @@ import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 
 from conftest import make_clusters
+from turbotsne.neighbors.base import INDEXES
 from turbotsne.neighbors import (
-    AutoIndex, Exact, HNSW, KNNIndex, Precomputed, PyNNDescent, Voyager, get_knn_index,
+    AutoIndex, Exact, HNSW, KNNIndex, Precomputed, PyNNDescent, get_knn_index,
 )
 
 HAVE_ANNOY = importlib.util.find_spec("annoy") is not None
@@ -383,7 +384,7 @@ def test_auto_and_approx_choice(data_dups):
     assert auto.choose(5000, True) == "pynndescent"
     approx = get_knn_index("approx", "euclidean")
     dense_choice = approx.choose(500, False)
-    assert dense_choice in ("voyager", "pynndescent")
+    assert dense_choice in ("hnsw", "annoy", "voyager", "pynndescent")
     assert get_knn_index("approx", "hellinger").choose(5000, False) == "pynndescent"
     assert get_knn_index("approx", "chebyshev").choose(5000, False) == "pynndescent"
 
@@ -399,7 +400,7 @@ def test_auto_and_approx_choice(data_dups):
     np.testing.assert_array_equal(clone.query(data_dups[:3], 5)[0], q[0])
     if HAVE_VOYAGER:
         approx.build(data_dups, 5)
-        assert isinstance(approx.index_, Voyager)
+        assert isinstance(approx.index_, INDEXES[dense_choice])
         clone = pickle.loads(pickle.dumps(approx))
         np.testing.assert_array_equal(clone.query(data_dups[:3], 5)[0], approx.query(data_dups[:3], 5)[0])
 
