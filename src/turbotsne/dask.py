@@ -7,15 +7,20 @@ of the graph that every block depends on, so it travels to each worker once, nev
 and nothing is gathered on the client. :func:`embed` is the recipe for data larger than one
 machine fits (Kobak & Berens 2019): t-SNE on a seeded random sample in the client, every other
 point placed on the cluster, the result written partition-wise to zarr. Placement is per point
-with "bh" and "exact" (each new point has its own normaliser), so the dask result equals the
-in-process ``transform`` of the same rows (to ~1e-15: a worker's copy of the model can round a
-vectorised sum differently); with "fft" the grid follows each chunk's
-bounding box, so results agree to the FFT's accuracy. Needs the ``dask`` extra
+(each new point has its own normaliser), so the dask result agrees with the in-process
+``transform`` of the same rows to 1e-9 whatever the chunking (tested; with "bh" and "exact" the
+chunking changes nothing, but bit equality across processes is not promised). "fft" ("auto"
+against a 2-D reference of 10,000 points or more) interpolates on a grid spanning the reference
+and the batch's points, so it, too, agrees to 1e-9 rather than bit for bit. Each block runs with
+``n_jobs=1``: the parallelism is the workers' threads. Needs the ``dask`` extra
 (``pip install "turbotsne[dask]"``); ``import turbotsne`` never imports dask.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 
 import numpy as np
@@ -69,13 +74,31 @@ def _fitted(model):
     raise TypeError(f"transform needs a fitted turbotsne.TSNE or a TSNEEmbedding; got {type(model).__name__}.")
 
 
-def _place_block(block, model, n_components, params, keep=None, fixed=None, block_info=None):
-    """Worker side: the positions of one block of rows (rows of ``keep`` take ``fixed`` positions)."""
+#: Serialises placements in a worker process whose numba threading layer cannot launch parallel
+#: kernels from several threads at once (the "workqueue" layer; "omp" and "tbb" can).
+_LAYER_LOCK = threading.Lock()
+
+
+def _numba_lock():
+    """The lock a block takes around its placement: none once numba runs a thread-safe layer."""
+    import numba
+
+    try:
+        safe = numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel kernel has run in this process yet: the layer is not chosen
+        safe = False
+    return contextlib.nullcontext() if safe else _LAYER_LOCK
+
+
+def _place_block(block, model, n_components, params, fixed=None, block_info=None):
+    """Worker side: the positions of one block of rows (rows in ``fixed = (keep, positions)``, a
+    sorted index of all rows and their positions, are not placed but take those positions)."""
     out = np.empty((block.shape[0], n_components))
     if block.shape[0] == 0:
         return out
     rows = np.arange(block.shape[0])
-    if keep is not None:
+    if fixed is not None:
+        keep, fixed = fixed
         start = block_info[0]["array-location"][0][0]
         lo, hi = np.searchsorted(keep, [start, start + block.shape[0]])
         taken = keep[lo:hi] - start
@@ -85,7 +108,8 @@ def _place_block(block, model, n_components, params, keep=None, fixed=None, bloc
         new = np.asarray(block[rows], dtype=np.float64)
         if not np.all(np.isfinite(new)):
             raise ValueError("Input X contains NaN or infinity (in a block of rows placed by turbotsne.dask).")
-        out[rows] = np.asarray(model.transform(new, **params))
+        with _numba_lock():
+            out[rows] = np.asarray(model.transform(new, **params))
     return out
 
 
@@ -100,7 +124,7 @@ def transform(model, X, **transform_params):
         chunk is computed.
     **transform_params
         Passed to the model's ``transform`` for every block (``n_jobs`` defaults to 1: the
-        parallelism comes from the dask workers).
+        parallelism comes from the dask workers' threads).
 
     Returns
     -------
@@ -109,7 +133,8 @@ def transform(model, X, **transform_params):
     return _placement(model, X, transform_params)
 
 
-def _placement(model, X, params, keep=None, fixed=None):
+def _placement(model, X, params, fixed=None):
+    """The lazy placement of ``X``'s rows; ``fixed = (keep, positions)``: rows already placed."""
     import dask
 
     model, n_features, d = _fitted(model)
@@ -117,22 +142,48 @@ def _placement(model, X, params, keep=None, fixed=None):
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features} features.")
     params = {"n_jobs": 1, **params}
-    bundle = dask.delayed(model, pure=True)  # one task: each worker receives the model once
-    extra = {} if keep is None else {"keep": keep, "fixed": fixed}
+    # one task each: every worker receives the model (and the fixed rows) once, not per block
+    bundle = dask.delayed(model, pure=True)
+    extra = {} if fixed is None else {"fixed": dask.delayed(fixed, pure=True, traverse=False)}
     return X.map_blocks(_place_block, bundle, d, params, **extra, dtype=np.float64,
                         chunks=(X.chunks[0], (d,)), meta=np.empty((0, d)))
 
 
+SOURCE_SUFFIXES = (".zarr", ".npy", ".parquet")
+
+
+def _check_source(source):
+    """Refuse a source :func:`open_source` cannot read, before any cluster starts or data is read."""
+    if isinstance(source, str) or hasattr(source, "__fspath__"):
+        path = str(source).rstrip("/")
+        if not path.endswith(SOURCE_SUFFIXES):
+            raise ValueError(f"embed reads .zarr stores, .npy files and .parquet files or folders; got {path!r}.")
+        if not os.path.exists(path):
+            raise ValueError(f"embed: the source {path!r} does not exist.")
+    elif hasattr(source, "to_dask_array"):
+        bad = [c for c, t in source.dtypes.items() if t.kind not in "biuf"]
+        if bad:
+            raise ValueError(f"embed: the dask DataFrame has non-numeric columns {bad}; select the numeric ones.")
+    else:
+        as_dask_array(source, owner="embed")
+
+
 def open_source(source, chunk_rows=100_000):
-    """A dask array from a dask array / DataFrame, a ``.zarr`` store or a ``.npy`` file (memory-mapped)."""
+    """A dask array from a dask array / DataFrame, a ``.zarr`` store, a ``.npy`` file (memory-mapped,
+    ``chunk_rows`` rows per block) or a ``.parquet`` file or folder (every column a feature, one
+    block per partition; their lengths are counted first)."""
     da = _require()
     if isinstance(source, str) or hasattr(source, "__fspath__"):
-        path = str(source)
-        if path.rstrip("/").endswith(".zarr"):
+        path = str(source).rstrip("/")
+        if path.endswith(".zarr"):
             return as_dask_array(da.from_zarr(path), owner="embed")
         if path.endswith(".npy"):
             return as_dask_array(da.from_array(np.load(path, mmap_mode="r"), chunks=(chunk_rows, -1)), owner="embed")
-        raise ValueError(f"embed reads .zarr stores and .npy files; got {path!r}.")
+        if path.endswith(".parquet"):
+            import dask.dataframe as dd
+
+            return as_dask_array(dd.read_parquet(path), owner="embed")
+        raise ValueError(f"embed reads .zarr stores, .npy files and .parquet files or folders; got {path!r}.")
     return as_dask_array(source, owner="embed")
 
 
@@ -154,8 +205,10 @@ def _client(scheduler, n_jobs):
 
     if scheduler is not None:
         return Client(scheduler), None
+    # single-threaded workers: each places one block at a time with n_jobs=1 (no oversubscription);
+    # ":0" puts the scheduler's web server on a free port
     cluster = LocalCluster(n_workers=effective_n_jobs(n_jobs), threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     return Client(cluster), cluster
 
 
@@ -165,6 +218,7 @@ def density(Y, bins=512):
     import dask
 
     lo, hi = dask.compute(Y.min(axis=0), Y.max(axis=0))
+    hi = np.where(hi > lo, hi, lo + 1.0)  # all points on a line: bins of width 1 / bins across it
     edges = [np.linspace(lo[k], hi[k], bins + 1) for k in range(2)]
 
     def hist(block):
@@ -181,7 +235,7 @@ def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random
 
     Parameters
     ----------
-    source : dask array / DataFrame, or a path to a ``.zarr`` store or a ``.npy`` file
+    source : dask array / DataFrame, or a path to a ``.zarr`` store, a ``.npy`` file or a ``.parquet`` file / folder
     sample_size : int
         Points fitted with :class:`turbotsne.TSNE` in this (the client's) process.
     output : str or None
@@ -189,10 +243,16 @@ def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random
     scheduler : str or None
         An existing cluster's address (``"tcp://host:8786"``); ``None`` starts a LocalCluster of
         ``n_jobs`` single-threaded worker processes, closed at the end.
+    n_jobs : int
+        Threads of the fit; with no ``scheduler``, also the number of local workers.
     labels : array of shape (n_samples,) or None
-        Labels for the sample's quality report (10-NN accuracy).
+        Labels for the sample's quality report (10-NN accuracy); only the sample's are read.
     plot : str or None
         A PNG path: the density of the full embedding, histogrammed per block.
+    chunk_rows : int
+        Rows per block of a ``.npy`` source (zarr and parquet keep their own chunks).
+    transform_params : dict or None
+        Parameters of ``transform`` for the placement (``n_iter``, ``negative_gradient_method``, ...).
     **tsne_params
         Parameters of :class:`turbotsne.TSNE` for the sample's fit.
 
@@ -202,8 +262,15 @@ def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random
     ``model``, ``quality`` (the sample's :func:`turbotsne.metrics.quality_report`) and ``timings``.
     """
     from . import TSNE
+    from ._validation import check_scalar
     from .metrics import quality_report
 
+    _require()
+    sample_size = check_scalar(sample_size, "sample_size", "embed", int, low=1, closed="left")
+    chunk_rows = check_scalar(chunk_rows, "chunk_rows", "embed", int, low=1, closed="left")
+    _check_source(source)
+    if output is not None and not str(output).rstrip("/").endswith(".zarr"):
+        raise ValueError(f"embed writes the embedding to a .zarr store; got output={str(output)!r}.")
     timings = {}
     t = time.perf_counter()
     client, cluster = _client(scheduler, n_jobs)
@@ -217,22 +284,26 @@ def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random
         t = time.perf_counter()
         model = TSNE(random_state=random_state, n_jobs=n_jobs, **tsne_params).fit(Xs)
         timings["fit_s"] = time.perf_counter() - t
-        ys = None if labels is None else np.asarray(labels)[sample]
-        quality = quality_report(Xs, model.embedding_, labels=ys, subsample=min(m, 10_000))
+        if labels is not None:  # of a dask array only the sample's labels are read
+            labels = np.asarray(labels[sample] if is_dask_collection(labels) else np.asarray(labels)[sample])
+        quality = quality_report(Xs, model.embedding_, labels=labels, subsample=min(m, 10_000),
+                                 random_state=random_state, n_jobs=n_jobs)
         t = time.perf_counter()
-        Y = _placement(model, X, dict(transform_params or {}), keep=sample, fixed=model.embedding_)
+        Y = _placement(model, X, dict(transform_params or {}), fixed=(sample, model.embedding_))
         if output is not None:
-            job = client.compute(Y.to_zarr(output, overwrite=True, compute=False))
+            job = client.compute(Y.to_zarr(str(output), overwrite=True, compute=False))
             if progress:
                 from distributed import progress as show
 
                 show(job)
             job.result()
-            Y = _require().from_zarr(output)
+            Y = _require().from_zarr(str(output))
         timings["place_s"] = time.perf_counter() - t
         if plot is not None and Y.shape[1] == 2:
             t = time.perf_counter()
-            counts, xe, ye = density(Y)
+            # the two passes of the plot (range, then counts) read the written store; a lazy result
+            # is kept on the workers for them instead of being placed twice
+            counts, xe, ye = density(Y if output is not None else Y.persist())
             _save_density(plot, counts, xe, ye, n)
             timings["plot_s"] = time.perf_counter() - t
         return EmbedResult(embedding=Y, sample=sample, model=model, quality=quality, timings=timings)
