@@ -60,6 +60,18 @@ def test_dask_transform_equals_in_process_transform(client, data):
                         np.asarray(emb.transform(new, **PLACE)))
 
 
+def test_the_workers_receive_the_model_without_the_fits_P(data):
+    from turbotsne.dask import _for_placement
+
+    _, _, model = data
+    P = model.tsne_embedding_.affinities.P
+    for fitted in (model, model.tsne_embedding_):
+        light = _for_placement(fitted)
+        shipped = getattr(light, "tsne_embedding_", light).affinities.P
+        assert shipped.nnz == 0 and shipped.shape == P.shape
+    assert model.tsne_embedding_.affinities.P is P and P.nnz > 0  # the caller's model keeps its P
+
+
 def test_fft_placement_agrees_with_the_one_batch_transform(client, data):
     # the FFT grid spans the reference and the batch's points: chunks agree to rounding, not bit for bit
     X, _, _ = data

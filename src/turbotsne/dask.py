@@ -2,18 +2,16 @@
 
 :func:`transform` maps a ``dask.array.Array`` (or a dask DataFrame of numeric columns) of new
 points onto a fitted :class:`turbotsne.TSNE` or :class:`turbotsne.TSNEEmbedding`: a lazy dask
-array with the input's row chunks, each block placed on a worker. The fitted model is one task
-of the graph that every block depends on, so it travels to each worker once, never per chunk,
-and nothing is gathered on the client. :func:`embed` is the recipe for data larger than one
-machine fits (Kobak & Berens 2019): t-SNE on a seeded random sample in the client, every other
-point placed on the cluster, the result written partition-wise to zarr. Placement is per point
-(each new point has its own normaliser), so the dask result agrees with the in-process
-``transform`` of the same rows to 1e-9 whatever the chunking (tested; with "bh" and "exact" the
-chunking changes nothing, but bit equality across processes is not promised). "fft" ("auto"
+array with the input's row chunks, each block placed on a worker with ``n_jobs=1`` (the workers'
+threads are the parallelism). The fitted model, less the fit's P (placement does not read it),
+goes to each worker once, never per chunk; nothing is gathered on the client. :func:`embed` is
+the recipe for more points than one machine fits (Kobak & Berens 2019): t-SNE on a seeded sample
+in the client, every other point placed on the cluster, the result written block by block to
+zarr. Placement is per point (each new point has its own normaliser), so the result agrees with
+the in-process ``transform`` of the same rows to 1e-9 whatever the chunking (bit equality across
+processes is not promised). With "bh" and "exact" the chunking changes nothing; "fft" ("auto"
 against a 2-D reference of 10,000 points or more) interpolates on a grid spanning the reference
-and the batch's points, so it, too, agrees to 1e-9 rather than bit for bit. Each block runs with
-``n_jobs=1``: the parallelism is the workers' threads. Needs the ``dask`` extra
-(``pip install "turbotsne[dask]"``); ``import turbotsne`` never imports dask.
+and the batch. Needs the ``dask`` extra; ``import turbotsne`` never imports dask.
 """
 from __future__ import annotations
 
@@ -133,8 +131,33 @@ def transform(model, X, **transform_params):
     return _placement(model, X, transform_params)
 
 
-def _placement(model, X, params, fixed=None):
-    """The lazy placement of ``X``'s rows; ``fixed = (keep, positions)``: rows already placed."""
+def _for_placement(model):
+    """What the workers receive: the fitted model, with its affinities' P (the fit's, most of a
+    fitted model's size; placement reads the neighbour index and the reference positions) replaced
+    by an empty sparse matrix of its shape in a shallow copy. The caller's model is not changed."""
+    import copy
+
+    import scipy.sparse as sp
+
+    embedding = getattr(model, "tsne_embedding_", model)
+    affinities = getattr(embedding, "affinities", None)
+    if not sp.issparse(getattr(affinities, "P", None)):
+        return model
+    affinities = copy.copy(affinities)
+    affinities.P = sp.csr_matrix(affinities.P.shape, dtype=affinities.P.dtype)
+    light = copy.copy(embedding)
+    light.affinities = affinities
+    if embedding is model:
+        return light
+    model = copy.copy(model)
+    model.tsne_embedding_ = light
+    return model
+
+
+def _placement(model, X, params, fixed=None, client=None):
+    """The lazy placement of ``X``'s rows; ``fixed = (keep, positions)``: rows already placed.
+    With a distributed ``client`` the model goes from here to every worker directly (scattered);
+    otherwise it is one task of the graph."""
     import dask
 
     model, n_features, d = _fitted(model)
@@ -142,10 +165,14 @@ def _placement(model, X, params, fixed=None):
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features} features.")
     params = {"n_jobs": 1, **params}
-    # one task each: every worker receives the model (and the fixed rows) once, not per block
-    bundle = dask.delayed(model, pure=True)
-    extra = {} if fixed is None else {"fixed": dask.delayed(fixed, pure=True, traverse=False)}
-    return X.map_blocks(_place_block, bundle, d, params, **extra, dtype=np.float64,
+    # one copy each per worker, not one per block
+    if client is not None:
+        shipped = client.scatter(_for_placement(model), broadcast=True, hash=False)
+        extra = {} if fixed is None else {"fixed": client.scatter([fixed], broadcast=True, hash=False)[0]}
+    else:
+        shipped = dask.delayed(_for_placement(model), pure=True)
+        extra = {} if fixed is None else {"fixed": dask.delayed(fixed, pure=True, traverse=False)}
+    return X.map_blocks(_place_block, shipped, d, params, **extra, dtype=np.float64,
                         chunks=(X.chunks[0], (d,)), meta=np.empty((0, d)))
 
 
@@ -289,7 +316,9 @@ def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random
         quality = quality_report(Xs, model.embedding_, labels=labels, subsample=min(m, 10_000),
                                  random_state=random_state, n_jobs=n_jobs)
         t = time.perf_counter()
-        Y = _placement(model, X, dict(transform_params or {}), fixed=(sample, model.embedding_))
+        # scattered data lives as long as this client: a result left lazy carries the model in its graph
+        Y = _placement(model, X, dict(transform_params or {}), fixed=(sample, model.embedding_),
+                       client=None if output is None else client)
         if output is not None:
             job = client.compute(Y.to_zarr(str(output), overwrite=True, compute=False))
             if progress:
