@@ -9,8 +9,9 @@ cycled plus noise, float32), written to a zarr store first (not timed). Then
 ``turbotsne.dask.embed`` reads it, fits ``--sample`` points in this process, places the rest
 on ``--workers`` single-threaded worker processes and writes the embedding to zarr, with a
 density PNG. One JSON line: each stage's seconds, peak RSS of this process and of each worker,
-placement throughput (points per second per worker), and the 10-NN accuracy of the placed
-points' labels predicted from the sample's embedding (the quality of the placement).
+placement throughput (points per second per worker, and per CPU second of the workers, which a
+shared host does not skew), and the 10-NN accuracy of the placed points' labels predicted from
+the sample's embedding (the quality of the placement).
 """
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ def main(argv=None):
                        chunk_rows=args.chunk_rows)
         total_s = time.perf_counter() - t
         worker_rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        # CPU seconds of each worker process (reading, placing, writing, the plot's passes): on a
+        # shared host the placement rate per CPU second is the load-independent figure per core
+        worker_cpu = client.run(lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
     finally:
         client.close()
         cluster.close()
@@ -95,6 +99,8 @@ def main(argv=None):
               "write_input_s": round(write_s, 1), **{k: round(v, 1) for k, v in result.timings.items()},
               "total_s": round(total_s, 1),
               "placed_per_s_per_worker": round(n_placed / result.timings["place_s"] / args.workers, 1),
+              "worker_cpu_s": round(sum(worker_cpu.values()), 1),
+              "placed_per_worker_cpu_s": round(n_placed / sum(worker_cpu.values()), 1),
               "client_peak_rss_mb": round(_peak_rss_mb(), 1),
               "worker_peak_rss_mb": {w.rsplit(":", 1)[-1]: round(v, 1) for w, v in worker_rss.items()},
               "placed_knn_accuracy": round(accuracy, 4),
