@@ -447,7 +447,7 @@ def build_parser():
                    help="points the quality report is computed on (default: %(default)s)")
     p.add_argument("--sample", type=int, metavar="N",
                    help="fit N sampled points here and place the rest on dask (needs the dask extra; "
-                        "INPUT .zarr or .npy, OUTPUT .zarr)")
+                        "INPUT .zarr, .npy or .parquet, OUTPUT .zarr)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --sample: an existing dask scheduler (tcp://host:8786); default a local cluster")
     _add_common(p)
