@@ -16,10 +16,10 @@ FIT = dict(negative_gradient_method="bh", neighbors="exact", random_state=0, n_i
 PLACE = dict(n_iter=60)
 
 
-def assert_placed_equal(actual, expected):
-    """Placements made in other processes (the workers) against this process's transform: the
-    issue's tolerance, 1e-9 (they agree to ~1e-14; bit equality across processes is not promised)."""
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-9)
+def assert_same_placement(actual, expected):
+    # per point, so equal to the in-process transform; a worker's copy of the model can round a
+    # vectorised sum differently (~1e-15), hence a tolerance far below any visible difference
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +53,11 @@ def test_dask_transform_equals_in_process_transform(client, data):
     assert isinstance(Y, da.Array) and Y.chunks == ((130, 130, 130, 130, 80), (2,))
     # the model is one task of the graph, shared by every block (sent to each worker once)
     assert len(Y.__dask_graph__()) == 2 * Y.numblocks[0] + 1
-    assert_placed_equal(Y.compute(), expected)
+    assert_same_placement(Y.compute(), expected)
     # the embedding object's transform, likewise
     emb = model.tsne_embedding_
-    assert_placed_equal(emb.transform(da.from_array(new, chunks=(200, 8)), **PLACE).compute(),
-                        np.asarray(emb.transform(new, **PLACE)))
+    assert_same_placement(emb.transform(da.from_array(new, chunks=(200, 8)), **PLACE).compute(),
+                          np.asarray(emb.transform(new, **PLACE)))
 
 
 def test_the_workers_receive_the_model_without_the_fits_P(data):
@@ -91,7 +91,7 @@ def test_threads_of_a_worker_share_numba_without_a_thread_safe_layer(data):
             distributed.Client(cluster) as c:
         assert set(c.run(lambda: os.environ.get("NUMBA_THREADING_LAYER")).values()) == {"workqueue"}
         Y = model.transform(da.from_array(new, chunks=(25, 8)), **PLACE)
-        assert_placed_equal(c.compute(Y).result(), model.transform(new, **PLACE))
+        assert_same_placement(c.compute(Y).result(), model.transform(new, **PLACE))
 
 
 def test_dask_dataframe_input(client, data):
@@ -100,7 +100,7 @@ def test_dask_dataframe_input(client, data):
     X, _, model = data
     new = X[400:700]
     frame = dd.from_pandas(pd.DataFrame(new, columns=[f"f{i}" for i in range(8)]), npartitions=3)
-    assert_placed_equal(model.transform(frame, **PLACE).compute(), model.transform(new, **PLACE))
+    assert_same_placement(model.transform(frame, **PLACE).compute(), model.transform(new, **PLACE))
 
 
 def test_a_worker_killed_mid_run_still_gives_the_whole_result(client, data):
@@ -113,7 +113,7 @@ def test_a_worker_killed_mid_run_still_gives_the_whole_result(client, data):
     victim = sorted(client.scheduler_info()["workers"])[0]
     client.restart_workers([victim])  # the process is killed and its nanny starts a new one
     result = np.concatenate(client.gather(blocks))
-    assert_placed_equal(result, expected)
+    assert_same_placement(result, expected)
 
 
 def test_bad_input_is_refused_before_work(client, data):
@@ -147,7 +147,7 @@ def test_embed_recipe_on_a_zarr_store(client, data, tmp_path):
     assert Y.shape == (1000, 2) and np.all(np.isfinite(Y))
     np.testing.assert_array_equal(Y[result.sample], result.model.embedding_)  # the sample keeps its fit
     rest = np.setdiff1d(np.arange(1000), result.sample)
-    assert_placed_equal(Y[rest], result.model.transform(X[rest], n_jobs=1, **PLACE))
+    assert_same_placement(Y[rest], result.model.transform(X[rest], n_jobs=1, **PLACE))
     assert (tmp_path / "y.png").stat().st_size > 0
     assert 0.9 < result.quality["knn_accuracy"] <= 1.0 and set(result.timings) >= {"fit_s", "place_s"}
 
@@ -167,7 +167,7 @@ def test_embed_from_parquet_kept_lazy_with_a_plot(client, data, tmp_path):
     Y = result.embedding.compute()  # the cluster is gone: the lazy result computes in this process
     rest = np.setdiff1d(np.arange(600), result.sample)
     np.testing.assert_array_equal(Y[result.sample], result.model.embedding_)
-    assert_placed_equal(Y[rest], result.model.transform(X[rest], n_jobs=1, **PLACE))
+    assert_same_placement(Y[rest], result.model.transform(X[rest], n_jobs=1, **PLACE))
     assert (tmp_path / "y.png").stat().st_size > 0 and "knn_accuracy" in result.quality
 
 
@@ -218,7 +218,7 @@ def test_a_cluster_started_with_dasks_own_command_line(data, tmp_path):
             remote.wait_for_workers(1, timeout=60)
             new = X[400:600]
             Y = model.transform(da.from_array(new, chunks=(70, 8)), **PLACE)
-            assert_placed_equal(remote.compute(Y).result(), model.transform(new, **PLACE))
+            assert_same_placement(remote.compute(Y).result(), model.transform(new, **PLACE))
     finally:
         for p in reversed(procs):
             p.terminate()

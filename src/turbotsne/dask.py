@@ -7,11 +7,11 @@ threads are the parallelism). The fitted model, less the fit's P (placement does
 goes to each worker once, never per chunk; nothing is gathered on the client. :func:`embed` is
 the recipe for more points than one machine fits (Kobak & Berens 2019): t-SNE on a seeded sample
 in the client, every other point placed on the cluster, the result written block by block to
-zarr. Placement is per point (each new point has its own normaliser), so the result agrees with
-the in-process ``transform`` of the same rows to 1e-9 whatever the chunking (bit equality across
-processes is not promised). With "bh" and "exact" the chunking changes nothing; "fft" ("auto"
-against a 2-D reference of 10,000 points or more) interpolates on a grid spanning the reference
-and the batch. Needs the ``dask`` extra; ``import turbotsne`` never imports dask.
+zarr. Placement is per point (each new point has its own normaliser), so with "bh" and "exact"
+the result equals the in-process ``transform`` of the same rows whatever the chunking, to ~1e-15
+(a worker's copy of the model can round a vectorised sum differently). "fft" ("auto" against a
+2-D reference of 10,000 points or more) interpolates on a grid spanning the reference and the
+batch, so chunks agree to 1e-9. Needs the ``dask`` extra; ``import turbotsne`` never imports dask.
 """
 from __future__ import annotations
 
