@@ -62,6 +62,24 @@ def test_voyager_query_and_pickle(clustered):
         index.query(Xn[:, :3], 5)
 
 
+def test_voyager_memory_order_does_not_matter(clustered):
+    """Fortran-ordered and strided input give the neighbours of the C-ordered array (voyager
+    itself reads the rows of an array as if it were C-ordered)."""
+    X = clustered[:1500]
+    index = Voyager(n_jobs=2, random_state=0)
+    ind, dist = index.build(X, 15)
+    Xn = X[:100] + 0.05
+    qi, qd = index.query(Xn, 15)
+    assert recall(ind, Exact().build(X, 15)[0]) >= 0.99
+    wide = np.repeat(X, 2, axis=1)
+    for other in (np.asfortranarray(X), wide[:, ::2]):
+        index = Voyager(n_jobs=2, random_state=0)
+        oi, od = index.build(other, 15)
+        np.testing.assert_array_equal(oi, ind)
+        np.testing.assert_array_equal(od, dist)
+        np.testing.assert_array_equal(index.query(np.asfortranarray(Xn), 15)[0], qi)
+
+
 def test_voyager_compact_outputs(clustered, monkeypatch):
     """From COMPACT_KNN_FROM_ENTRIES entries on: int32 / float32 at the fronts of buffers of 2 n k."""
     import turbotsne.neighbors.base as base

@@ -480,6 +480,7 @@ class Voyager(DenseIndex):
 
     def _make_graph(self, Xt, n_jobs):
         voyager = self.require()
+        Xt = np.ascontiguousarray(Xt, dtype=np.float32)  # voyager reads rows as if C-ordered
         index = voyager.Index(getattr(voyager.Space, self._METRICS[canonical(self.metric)]), Xt.shape[1],
                               M=self.M, ef_construction=self.ef_construction,
                               random_seed=seed(self.random_state), max_elements=Xt.shape[0])
@@ -488,6 +489,7 @@ class Voyager(DenseIndex):
 
     def _search(self, Xq, k, n_jobs):
         """The ``k`` nearest reference rows of each row of ``Xq`` (raw: voyager's ids and distances)."""
+        Xq = np.ascontiguousarray(Xq, dtype=np.float32)
         n_graph = self._index.num_elements
         ef = max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), n_graph))
         if self._groups is None:
