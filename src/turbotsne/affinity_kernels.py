@@ -291,7 +291,10 @@ def _sum_pairs(ind, cond, has_mirror, own):
                     cond[j, pos] = v
                     has_mirror[i, t] = True
                     has_mirror[j, pos] = True
-    for i in numba.prange(n):
+    # serial from here: the compaction is memory-bound (two threads did not speed it up), and
+    # rows receive counts from rows other threads would own
+    counts = np.empty(n, dtype=np.int64)
+    for i in range(n):
         c = 0
         for t in range(k):
             if cond[i, t] != 0.0:
@@ -300,10 +303,8 @@ def _sum_pairs(ind, cond, has_mirror, own):
                 has_mirror[i, c] = has_mirror[i, t]
                 c += 1
         own[i] = c
-    counts = np.empty(n, dtype=np.int64)
+        counts[i] = c
     for i in range(n):
-        counts[i] = own[i]
-    for i in range(n):  # serial: rows receive from rows other threads would own
         for t in range(own[i]):
             if not has_mirror[i, t]:
                 counts[ind[i, t]] += 1
