@@ -13,10 +13,13 @@ below 10,000 points, FFT from there on), each printing one JSON line:
 * ``warm``: a second fit inside that process (nothing to load).
 
 The time of ``import turbotsne`` is reported separately in each process.
+:func:`new_process_fits` (one or more fits in a new process) also serves
+``bench_first_run.py``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import shutil
@@ -29,20 +32,37 @@ HERE = pathlib.Path(__file__).resolve().parent
 WORKER = r"""
 import json, sys, time
 t0 = time.perf_counter()
-import turbotsne
+import {module} as lib
 t_import = time.perf_counter() - t0
 sys.path.insert(0, {bench!r})
 import common
 X, _ = common.load({data!r}, {data_dir!r})
-runs = []
+if {n}:
+    X = X[:{n}]
 for label in {labels!r}:
     t = time.perf_counter()
-    turbotsne.TSNE(n_jobs={n_jobs}, random_state=0).fit(X)
-    runs.append({{"run": label, "fit_s": round(time.perf_counter() - t, 2), "import_s": round(t_import, 2),
-                 "data": {data!r}, "n": int(X.shape[0]), "n_jobs": {n_jobs}}})
-for r in runs:
-    print(json.dumps(r), flush=True)
+    lib.TSNE(n_jobs={n_jobs}, random_state=0, **{params!r}).fit(X)
+    print(json.dumps({{"run": label, "fit_s": round(time.perf_counter() - t, 2), "import_s": round(t_import, 2),
+                      "data": {data!r}, "n": int(X.shape[0]), "n_jobs": {n_jobs}}}), flush=True)
 """
+
+
+def new_process_fits(labels, *, module="turbotsne", data="mnist10k", data_dir=None, n=0, n_jobs=2, params=None,
+                     env=None):
+    """Run ``module.TSNE(n_jobs=n_jobs, random_state=0, **params).fit(X)`` once per label, one
+    after the other, in one new Python process (``env``: its environment); ``X`` is
+    ``common.load(data)``, its first ``n`` rows when ``n``. Returns one record per fit
+    (``run`` = the label, ``fit_s``, ``import_s`` = the process's ``import module``), or None
+    after printing the end of the process's stderr if it failed."""
+    import common
+
+    code = WORKER.format(module=module, bench=str(HERE), data=data, data_dir=data_dir or str(common.DEFAULT_DATA),
+                         n=int(n), labels=list(labels), n_jobs=n_jobs, params=dict(params or {}))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return None
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
 def main(argv=None):
@@ -62,15 +82,11 @@ def main(argv=None):
                         ignore=shutil.ignore_patterns("__pycache__"))
         env = dict(os.environ, PYTHONPATH=str(src), NUMBA_NUM_THREADS=str(max(args.n_jobs, 1)))
         for labels in (["empty_cache"], ["filled_cache", "warm"]):
-            code = WORKER.format(bench=str(HERE), data=args.data, data_dir=data_dir, labels=labels,
-                                 n_jobs=args.n_jobs)
-            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(out.stderr[-3000:], file=sys.stderr)
+            records = new_process_fits(labels, data=args.data, data_dir=data_dir, n_jobs=args.n_jobs, env=env)
+            if records is None:
                 return 1
-            for line in out.stdout.splitlines():
-                if line.startswith("{"):
-                    print(line, flush=True)
+            for rec in records:
+                print(json.dumps(rec), flush=True)
     return 0
 
 
