@@ -405,12 +405,17 @@ def test_auto_and_approx_choice(data_dups):
         np.testing.assert_array_equal(clone.query(data_dups[:3], 5)[0], approx.query(data_dups[:3], 5)[0])
 
 
+@pytest.mark.parametrize("method, metric, match", [
+    pytest.param("annoy", "chebyshev", "'annoy' nearest-neighbour index does not support metric='chebyshev'.*"
+                                       "neighbors='exact'", marks=needs_annoy),
+    pytest.param("hnsw", "hellinger", "'hnsw'.*does not support metric='hellinger'.*pynndescent", marks=needs_hnsw),
+])
+def test_unsupported_metric_errors_optional_indexes(method, metric, match):
+    with pytest.raises(ValueError, match=match):
+        get_knn_index(method, metric)
+
+
 def test_unsupported_metric_errors():
-    with pytest.raises(ValueError, match="'annoy' nearest-neighbour index does not support metric='chebyshev'.*"
-                                         "neighbors='exact'"):
-        get_knn_index("annoy", "chebyshev")
-    with pytest.raises(ValueError, match="'hnsw'.*does not support metric='hellinger'.*pynndescent"):
-        get_knn_index("hnsw", "hellinger")
     with pytest.raises(ValueError, match="'exact'.*does not support metric='nonsense'"):
         get_knn_index("exact", "nonsense")
     with pytest.raises(ValueError, match="The 'neighbors' parameter must be a KNNIndex or one of"):
