@@ -291,8 +291,8 @@ def _sum_pairs(ind, cond, has_mirror, own):
                     cond[j, pos] = v
                     has_mirror[i, t] = True
                     has_mirror[j, pos] = True
-    # serial from here: the compaction is memory-bound (two threads did not speed it up), and
-    # rows receive counts from rows other threads would own
+    # serial from here: the compaction is a memory-bound pass once per P (cheaper on one thread
+    # than a parallel region is to compile), and rows receive counts from rows other threads own
     counts = np.empty(n, dtype=np.int64)
     for i in range(n):
         c = 0
@@ -352,7 +352,8 @@ def _merge_tails(ind, cond, own, indptr, k):
     """Merge each row's two column-sorted parts (its own entries, then the tail of mirror-less
     pairs) in place: the own entries are copied into a buffer (at most ``k``), then merged
     from the front, where writing never overtakes the tail's next unread entry (serial: a
-    memory-bound pass that two threads did not speed up)."""
+    memory-bound pass once per P, cheaper to run on one thread than a parallel region is to
+    compile)."""
     n = own.shape[0]
     bi = np.empty(k, dtype=ind.dtype)
     bv = np.empty(k, dtype=cond.dtype)

@@ -2,10 +2,10 @@
 
 Each kernel takes contiguous arrays and writes into arrays the caller allocated; the
 distance kernels run in parallel over rows that one thread owns, so their result does not
-depend on the thread count, and the passes that only move a row's entries run serially (a
-parallel region would cost more to compile than it saves). Kernels compile on first use and are cached on disk, except the ones
-:func:`brute_force_kernel` specialises on a distance function (numba does not cache a
-kernel that calls a function it was handed).
+depend on the thread count, and the passes that only move a row's entries (once per graph)
+run serially: cheaper on one thread than a parallel region is to compile. Kernels compile
+on first use and are cached on disk, except the ones :func:`brute_force_kernel` specialises
+on a distance function (numba does not cache a kernel that calls a function it was handed).
 """
 from __future__ import annotations
 
