@@ -5,9 +5,9 @@ The ``neighbors`` parameter names an index (:data:`NEIGHBORS_METHODS`) or passes
 :class:`Exact` (brute force), :class:`Precomputed` (``metric="precomputed"``, whatever
 ``neighbors`` says), the approximate :class:`Voyager` (a dependency) and :class:`PyNNDescent`,
 and the optional :class:`HNSW` and :class:`Annoy` (extra ``ann``). ``"approx"`` picks, when the
-data is seen, the first installed index of :data:`APPROX_ORDER` that supports the metric: hnsw
-(or annoy) where the ``ann`` extra is installed, else voyager, whose neighbours are the same for
-every ``n_jobs`` and run; pynndescent for sparse input and the other metrics it has;
+data is seen, the first installed index of :data:`APPROX_ORDER` that supports the metric:
+voyager, whose neighbours are the same for every ``n_jobs`` and run, whether or not the ``ann``
+extra is installed; pynndescent for sparse input and the other metrics it has;
 :class:`Exact` for the rest. ``"auto"`` is :class:`Exact` below
 :data:`AUTO_EXACT_MAX_N` points and ``"approx"`` above. The output contract is
 :class:`~turbotsne.neighbors.base.KNNIndex`'s; how the order and the threshold were measured:
@@ -36,11 +36,12 @@ __all__ = [
 #: the values of the ``neighbors`` parameter: "auto", "approx" and the registered indexes.
 NEIGHBORS_METHODS = ("auto", "approx", "exact", "voyager", "annoy", "pynndescent", "hnsw")
 
-#: the approximate indexes "approx" considers for dense input, in order: hnswlib and annoy where
-#: installed (the ``ann`` extra: the fastest builds, on n_jobs threads, but their graphs depend on
-#: the thread schedule), else voyager (a dependency: one-thread build, neighbours the same for
-#: every n_jobs and run), pynndescent for what none of them supports (docs/design/neighbors.md).
-APPROX_ORDER = ("hnsw", "annoy", "voyager", "pynndescent")
+#: the approximate indexes "approx" considers for dense input, in order: voyager (a dependency:
+#: one-thread build, neighbours the same for every n_jobs and run), then hnswlib and annoy (the
+#: ``ann`` extra: faster builds on n_jobs threads, but graphs that depend on the thread schedule;
+#: reached only for metrics voyager lacks), pynndescent for what none of them supports
+#: (docs/design/neighbors.md).
+APPROX_ORDER = ("voyager", "hnsw", "annoy", "pynndescent")
 
 #: the largest N for which "auto" picks exact neighbours.
 AUTO_EXACT_MAX_N = 1000
