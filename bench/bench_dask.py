@@ -40,6 +40,15 @@ def _synthetic(n, data_dir):
 
 
 def _peak_rss_mb():
+    """This process's peak resident memory (``VmHWM``: its own address space's high-water mark;
+    ``ru_maxrss`` would carry over the parent's peak into a spawned worker across ``exec``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -80,7 +89,7 @@ def main(argv=None):
                        n_jobs=args.workers, random_state=0, labels=labels, progress=False,
                        chunk_rows=args.chunk_rows)
         total_s = time.perf_counter() - t
-        worker_rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        worker_rss = client.run(_peak_rss_mb)
         # CPU seconds of each worker process (reading, placing, writing, the plot's passes): on a
         # shared host the placement rate per CPU second is the load-independent figure per core
         worker_cpu = client.run(lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
