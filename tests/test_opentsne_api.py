@@ -293,6 +293,18 @@ def test_index_calling_convention(data, cls):
     assert np.array_equal(clone.query(data[1], 5)[0], q_ind)
 
 
+def test_sklearn_index_reports_scipys_cosine_distances(data):
+    from scipy.spatial.distance import cdist
+
+    index = nearest_neighbors.Sklearn(data[0], 6, metric="cosine")
+    ind, dist = index.build()
+    assert np.array_equal(dist, np.take_along_axis(cdist(data[0], data[0], "cosine"), ind, axis=1))
+    q_ind, q_dist = index.query(data[1], 4)
+    assert np.array_equal(q_dist, np.take_along_axis(cdist(data[1], data[0], "cosine"), q_ind, axis=1))
+    own_ind, own_dist = turbotsne.neighbors.Exact("cosine").build(data[0], 6)  # same neighbours
+    assert np.array_equal(own_ind, ind) and np.allclose(own_dist, dist, rtol=0, atol=1e-14)
+
+
 def test_index_checks_its_metric(data):
     with pytest.raises(ValueError, match="does not support metric"):
         nearest_neighbors.Annoy(data[0], 5, metric="chebyshev")

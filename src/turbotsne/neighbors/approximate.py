@@ -167,7 +167,7 @@ class PyNNDescent(ApproximateIndex):
     def extra_params(cls):
         from pynndescent import NNDescent
 
-        library = keyword_names(NNDescent, cls._OWN)
+        library = keyword_names(NNDescent.__init__, cls._OWN | {"self"})
         return None if library is None else frozenset({"n_trees", "n_iters", "max_candidates", "epsilon"}) | library
 
     def _random_state(self):

@@ -68,11 +68,36 @@ class _BoundData:
 
 
 class Sklearn(_BoundData, _Exact):
-    """Exact neighbours (turbotsne's :class:`~turbotsne.neighbors.Exact`)."""
+    """Exact neighbours (turbotsne's :class:`~turbotsne.neighbors.Exact`).
+
+    Cosine distances are reported as ``scipy.spatial.distance.cdist`` computes them (as
+    openTSNE's class does), bit for bit; turbotsne's index finds the same neighbours with
+    distances within a few units in the last place of those.
+    """
 
     @property
     def index(self):
         return getattr(self, "_ref", None) if getattr(self, "n_samples_fit_", None) is not None else None
+
+    def build(self, X=None, k=None):
+        indices, distances = super().build(X, k)
+        return indices, self._scipy_cosine(self.data if X is None else X, indices, distances)
+
+    def query(self, X_new, k):
+        indices, distances = super().query(X_new, k)
+        return indices, self._scipy_cosine(X_new, indices, distances)
+
+    def _scipy_cosine(self, Xq, indices, distances):
+        if self.metric != "cosine" or sp.issparse(Xq) or sp.issparse(self._reference) or not indices.size:
+            return distances
+        from scipy.spatial.distance import cdist
+
+        Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(self._reference, dtype=np.float64)
+        return np.vstack([cdist(Xq[i:i + 1], Xr[row], metric="cosine") for i, row in enumerate(indices)])
+
+    def fit(self, X):
+        self._reference = X
+        return super().fit(X)
 
 
 class Annoy(_BoundData, _Annoy):
