@@ -285,9 +285,10 @@ class PerplexityBasedNN(_PerplexityKernel, _NeighborAffinities):
     ``metric``, ``metric_params``, ``n_jobs``, ``random_state``,
     ``k_neighbors`` ("auto" = 3 * perplexity) and ``knn_index`` (reuse a built index).
     ``perplexity`` keeps the value given; ``effective_perplexity_`` is the one used
-    (reduced, with a warning, when above ``(N - 1) / 3``). Keyword-only ``device`` / ``backend`` (see :mod:`turbotsne.engine`): on a torch
-    engine the perplexity search and the symmetrisation run on that device
-    (the neighbour index is still the one ``method`` names).
+    (reduced, with a warning, when above ``(N - 1) / 3``). Keyword-only ``device`` /
+    ``backend`` (see :mod:`turbotsne.engine`): on a torch engine the perplexity search
+    and the symmetrisation run on that device (the neighbour index is still the one
+    ``method`` names).
     """
 
     def __init__(self, data=None, perplexity=30, method="auto", metric="euclidean", metric_params=None,

@@ -203,7 +203,8 @@ class PyNNDescent(ApproximateIndex):
         n_jobs = effective_n_jobs(self.n_jobs)
         own = self._OWN & set(self.nndescent_kwargs)
         if own:
-            raise TypeError(f"The 'pynndescent' index sets {sorted(own)} itself; pass them as its own arguments.")
+            raise TypeError(f"The 'pynndescent' nearest-neighbour index sets {sorted(own)} of pynndescent.NNDescent "
+                            "itself (from the data, k, metric, metric_params, n_jobs and random_state).")
         options = dict(low_memory=True, compressed=False, verbose=False,
                        n_trees=self.n_trees if self.n_trees is not None else min(64, 5 + int(round(n ** 0.5 / 20.0))),
                        n_iters=self.n_iters if self.n_iters is not None else max(5, int(round(np.log2(n)))),
