@@ -104,7 +104,7 @@ def test_too_high_perplexity_is_reduced_with_warning():
     X = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.warns(UserWarning, match="Perplexity value 30 is too high"):
         aff = PerplexityBasedNN(X, perplexity=30)
-    assert aff.perplexity == pytest.approx(19 / 3)
+    assert aff.effective_perplexity_ == pytest.approx(19 / 3) and aff.perplexity == 30
     with pytest.warns(UserWarning, match="too high"):
         dense = PerplexityBasedDense(X, perplexity=30)
     assert dense.P.shape == (20, 20)

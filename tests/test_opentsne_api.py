@@ -54,6 +54,17 @@ def test_fit_gives_the_estimators_coordinates(data):
     assert np.array_equal(Y, turbotsne.TSNE(**params).fit_transform(data[0]))
 
 
+def test_bh_beyond_three_components_warns_and_sums_exactly(data):
+    X = data[0][:120]
+    params = dict(n_components=4, negative_gradient_method="bh", neighbors="exact", **FAST)
+    with pytest.warns(FutureWarning, match="at most 3 dimensions"):
+        Y = np.asarray(openTSNE.TSNE(**params).fit(X))
+    exact = openTSNE.TSNE(**{**params, "theta": 0.0}).fit(X)
+    assert Y.shape == (120, 4) and np.array_equal(Y, np.asarray(exact))
+    with pytest.raises(ValueError, match="'bh' supports at most 3 embedding dimensions"):
+        turbotsne.TSNE(**params).fit(X)  # the scikit-learn estimator refuses
+
+
 def test_prepare_initial_is_not_optimised(data):
     tsne = openTSNE.TSNE(initialization="random", **FAST)
     emb = tsne.prepare_initial(data[0])
@@ -182,7 +193,13 @@ def test_effective_perplexity_and_scalar_perplexities():
     X = np.random.default_rng(0).normal(size=(31, 3))
     with pytest.warns(UserWarning, match="too high"):
         aff = affinity.PerplexityBasedNN(X, perplexity=30)
-    assert aff.effective_perplexity_ == pytest.approx(10.0)
+    assert aff.effective_perplexity_ == pytest.approx(10.0) and aff.perplexity == 30  # the value given
+    with pytest.warns(UserWarning, match="too high"):
+        dense = affinity.PerplexityBasedDense(X, perplexity=30)
+    assert dense.perplexity == 30 and dense.effective_perplexity_ == pytest.approx(10.0)
+    with pytest.warns(UserWarning, match="too high"):
+        at_ten = affinity.PerplexityBasedNN(X, perplexity=10.000001)
+    assert np.allclose(at_ten.P.toarray(), aff.P.toarray(), rtol=1e-5)  # P follows the value used
     ms = affinity.MultiscaleMixture(X, perplexities=5)
     assert ms.perplexities == 5 and ms.effective_perplexities_ == [5.0]
     with pytest.warns(UserWarning, match="too high"):
@@ -215,6 +232,53 @@ def test_knn_kwargs_reach_the_index(data):
         affinity.PerplexityBasedNN(data[0], knn_kwargs={"n_trees": 7})
 
 
+def test_knn_kwargs_reach_the_library(data, monkeypatch):
+    import sklearn.neighbors
+
+    made = []
+
+    class Recorder(sklearn.neighbors.NearestNeighbors):
+        def __init__(self, **kw):
+            made.append(kw)
+            super().__init__(**kw)
+
+    monkeypatch.setattr(sklearn.neighbors, "NearestNeighbors", Recorder)
+    tree = dict(algorithm="kd_tree", leaf_size=7)
+    aff = affinity.Uniform(data[0], k_neighbors=8, method="exact", knn_kwargs=tree)
+    openTSNE.TSNE(neighbors="exact", knn_kwargs=tree, **FAST).prepare_initial(data[0])
+    nearest_neighbors.Sklearn(data[0], 8, knn_kwargs=tree).build()
+    assert len(made) == 3 and all(kw["algorithm"] == "kd_tree" and kw["leaf_size"] == 7 for kw in made)
+    brute = affinity.Uniform(data[0], k_neighbors=8, method="exact")  # the blas brute force
+    assert len(made) == 3 and np.allclose(aff.P.toarray(), brute.P.toarray())
+
+
+def test_knn_kwargs_reach_pynndescent(data, monkeypatch):
+    import pynndescent
+
+    seen = []
+    real = pynndescent.NNDescent
+
+    def recorder(*args, **kw):
+        seen.append(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pynndescent, "NNDescent", recorder)
+    nearest_neighbors.NNDescent(data[0], 5, random_state=3, knn_kwargs=dict(n_trees=4, leaf_size=12)).build()
+    affinity.Uniform(data[0], 5, method="pynndescent", random_state=3, knn_kwargs=dict(leaf_size=12))
+    assert seen[0]["n_trees"] == 4 and seen[0]["leaf_size"] == 12 and seen[1]["leaf_size"] == 12
+    assert seen[0]["random_state"] == 3  # openTSNE's class: as given
+    assert isinstance(seen[1]["random_state"], np.random.RandomState)  # turbotsne's: seeded from it
+
+
+@pytest.mark.parametrize("cls, method", [("Sklearn", "exact"), ("Annoy", "annoy"), ("HNSW", "hnsw"),
+                                         ("NNDescent", "pynndescent")])
+def test_unknown_knn_kwargs_name_the_index(data, cls, method):
+    with pytest.raises(TypeError, match=f"'{method}' nearest-neighbour index .* unexpected knn_kwargs"):
+        getattr(nearest_neighbors, cls)(data[0], 5, knn_kwargs={"bogus": 1})
+    with pytest.raises(TypeError, match=f"'{method}' nearest-neighbour index .* unexpected knn_kwargs"):
+        affinity.PerplexityBasedNN(data[0], 5, method=method, knn_kwargs={"bogus": 1})
+
+
 # -- nearest_neighbors ------------------------------------------------------------------
 @pytest.mark.parametrize("cls", ["Sklearn", "Annoy", "HNSW", "NNDescent"])
 def test_index_calling_convention(data, cls):
@@ -227,6 +291,18 @@ def test_index_calling_convention(data, cls):
     assert "euclidean" in type(index).VALID_METRICS
     clone = pickle.loads(pickle.dumps(index))
     assert np.array_equal(clone.query(data[1], 5)[0], q_ind)
+
+
+def test_sklearn_index_reports_scipys_cosine_distances(data):
+    from scipy.spatial.distance import cdist
+
+    index = nearest_neighbors.Sklearn(data[0], 6, metric="cosine")
+    ind, dist = index.build()
+    assert np.array_equal(dist, np.take_along_axis(cdist(data[0], data[0], "cosine"), ind, axis=1))
+    q_ind, q_dist = index.query(data[1], 4)
+    assert np.array_equal(q_dist, np.take_along_axis(cdist(data[1], data[0], "cosine"), q_ind, axis=1))
+    own_ind, own_dist = turbotsne.neighbors.Exact("cosine").build(data[0], 6)  # same neighbours
+    assert np.array_equal(own_ind, ind) and np.allclose(own_dist, dist, rtol=0, atol=1e-14)
 
 
 def test_index_checks_its_metric(data):
@@ -254,6 +330,12 @@ def test_precomputed_distance_matrix(data):
     assert np.array_equal(ind, ref_ind) and np.allclose(dist, ref_dist)
     with pytest.raises(ValueError, match="cannot be queried"):
         nearest_neighbors.PrecomputedNeighbors(ind, dist).query(data[1], 3)
+    # the index the affinity classes make for metric="precomputed" is one
+    aff = affinity.PerplexityBasedNN(D, perplexity=5, metric="precomputed")
+    assert isinstance(aff.knn_index, nearest_neighbors.PrecomputedDistanceMatrix)
+    assert not isinstance(nearest_neighbors.Sklearn(data[0], 7), nearest_neighbors.PrecomputedDistanceMatrix)
+    bound = affinity.PerplexityBasedNN(knn_index=nearest_neighbors.PrecomputedDistanceMatrix(D, 15), perplexity=5)
+    assert np.allclose(bound.P.toarray(), aff.P.toarray())
 
 
 # -- initialization ---------------------------------------------------------------------

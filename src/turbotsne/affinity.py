@@ -73,7 +73,7 @@ def _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_s
     """``method``, or the index it names made with the extra arguments ``knn_kwargs``."""
     if not knn_kwargs:
         return method
-    from .neighbors.base import INDEXES
+    from .neighbors.base import INDEXES, make_index
 
     if not isinstance(knn_kwargs, dict):
         raise ValueError(f"The 'knn_kwargs' parameter of {owner} must be a dict or None. Got {knn_kwargs!r} "
@@ -81,7 +81,7 @@ def _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_s
     if isinstance(method, KNNIndex) or method not in INDEXES:
         raise ValueError(f"knn_kwargs needs the 'method' of {owner} to name one index ({sorted(INDEXES)}); "
                          f"got {method!r}.")
-    return INDEXES[method](metric, metric_params, n_jobs, random_state, **knn_kwargs)
+    return make_index(INDEXES[method], metric, metric_params, n_jobs, random_state, knn_kwargs)
 
 
 def _rows_to_csr(values, indices, n_cols):
@@ -260,7 +260,7 @@ class _PerplexityKernel:
     ``3 * perplexity`` neighbours, conditionals by the engine's perplexity search."""
 
     def _params(self):
-        return {"perplexity": self.perplexity}
+        return {"perplexity": self.effective_perplexity_}
 
     def transform_params(self, perplexity):
         return {"perplexity": perplexity}
@@ -284,9 +284,11 @@ class PerplexityBasedNN(_PerplexityKernel, _NeighborAffinities):
     ``method`` (the ``neighbors`` choice or a :class:`~turbotsne.neighbors.KNNIndex`),
     ``metric``, ``metric_params``, ``n_jobs``, ``random_state``,
     ``k_neighbors`` ("auto" = 3 * perplexity) and ``knn_index`` (reuse a built index).
-    Keyword-only ``device`` / ``backend`` (see :mod:`turbotsne.engine`): on a torch
-    engine the perplexity search and the symmetrisation run on that device
-    (the neighbour index is still the one ``method`` names).
+    ``perplexity`` keeps the value given; ``effective_perplexity_`` is the one used
+    (reduced, with a warning, when above ``(N - 1) / 3``). Keyword-only ``device`` /
+    ``backend`` (see :mod:`turbotsne.engine`): on a torch engine the perplexity search
+    and the symmetrisation run on that device (the neighbour index is still the one
+    ``method`` names).
     """
 
     def __init__(self, data=None, perplexity=30, method="auto", metric="euclidean", metric_params=None,
@@ -300,16 +302,14 @@ class PerplexityBasedNN(_PerplexityKernel, _NeighborAffinities):
                                   symmetrize)
         method = _with_knn_kwargs(method, knn_kwargs, metric, metric_params, n_jobs, random_state, owner)
         n = self._n_samples_of(data, knn_index)
-        # reduced for small N (the value used, as before; openTSNE keeps the given one here)
-        self.perplexity = self.effective_perplexity_ = check_perplexity(perplexity, n)
+        # the value given; the value used, reduced for small N, is effective_perplexity_
+        self.perplexity = perplexity
+        self.effective_perplexity_ = check_perplexity(perplexity, n)
         if k_neighbors == "auto":
             k = min(n - 1, int(3 * self.effective_perplexity_))
         else:
             k = min(n - 1, k_neighbors)
         self._build(data, method, metric, metric_params, n_jobs, random_state, knn_index, max(k, 1), symmetrize)
-
-    def _params(self):
-        return {"perplexity": self.effective_perplexity_}
 
     def set_perplexity(self, new_perplexity):
         """Recompute P at ``new_perplexity`` with the neighbours found at construction.
@@ -494,10 +494,12 @@ class PerplexityBasedDense(_PerplexityKernel, _NeighborAffinities):
             if data.shape[0] != data.shape[1] or np.any(data < 0):
                 raise ValueError(f"With metric='precomputed', {owner} needs a square matrix of non-negative "
                                  f"distances; got shape {data.shape}.")
-        self.perplexity = self.effective_perplexity_ = check_perplexity(perplexity, n)
+        self.perplexity = perplexity
+        self.effective_perplexity_ = check_perplexity(perplexity, n)
         self.n_jobs = n_jobs
         self.metric, self.metric_params = metric, metric_params
-        self.P = self.engine.dense_joint_probabilities(data, metric, metric_params, self.perplexity, n_jobs)
+        self.P = self.engine.dense_joint_probabilities(data, metric, metric_params, self.effective_perplexity_,
+                                                       n_jobs)
         self.knn_index = None if metric == "precomputed" else Exact(
             metric=metric, metric_params=metric_params, n_jobs=n_jobs).fit(data)
 

@@ -251,7 +251,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
         engine = resolve_engine(self.device, self.backend, "TSNE")
         dense = affinities is not None and isinstance(affinities.P, np.ndarray)
-        method = resolve_method(options.negative_gradient_method, n, d, engine, dense=dense)
+        method = resolve_method(options.negative_gradient_method, n, d, engine, dense=dense, theta=options.theta)
         init = self.initialization if initialization is None else initialization
         self._check_fit_options(X, method, n, init, check_size=affinities is None)
 

@@ -7,12 +7,15 @@ exaggeration, the normal regime — through that estimator's own steps, so
 coordinates. It returns the :class:`~turbotsne.embedding.TSNEEmbedding` itself
 (optimise it further, ``transform`` new points), accepts precomputed affinities
 (``fit(affinities=...)``, ``X`` optional) and a list of perplexities (multiscale
-affinities). It is not a scikit-learn estimator: use :class:`turbotsne.TSNE` for
-pipelines and ``check_estimator``.
+affinities). ``negative_gradient_method="bh"`` with more than 3 components warns
+(``FutureWarning``, as openTSNE) and sums the repulsion exactly (``theta=0``), where
+:class:`turbotsne.TSNE` refuses. It is not a scikit-learn estimator: use
+:class:`turbotsne.TSNE` for pipelines and ``check_estimator``.
 """
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 
@@ -20,6 +23,7 @@ from .affinity import Affinities, Multiscale
 from .embedding import PartialTSNEEmbedding, TSNEEmbedding  # noqa: F401  (openTSNE's module holds them)
 from .estimator import TSNE as _Estimator
 from .optimizer import OptimizationInterrupt  # noqa: F401
+from .options import canonical_method
 
 __all__ = ["TSNE", "TSNEEmbedding", "PartialTSNEEmbedding", "OptimizationInterrupt", "kl_divergence_bh",
            "kl_divergence_fft"]
@@ -60,6 +64,12 @@ class TSNE:
         params = {name: getattr(self, name) for name in _PARAMS}
         if isinstance(self.perplexity, (list, tuple, np.ndarray)):
             params["perplexity"] = 30  # the affinities are built here; the value is not used
+        if _is_bh(self.negative_gradient_method) and self.n_components > 3 and self.theta != 0:
+            warnings.warn(f"A Barnes-Hut tree has at most 3 dimensions; with n_components={self.n_components} "
+                          "the repulsion is summed exactly (theta=0, O(N^2) per iteration). openTSNE warns here "
+                          "and plans to refuse; turbotsne.TSNE refuses. Pass negative_gradient_method='exact'.",
+                          FutureWarning, stacklevel=3)
+            params["theta"] = 0.0
         return _Estimator(**params)
 
     def _affinities(self, X):
@@ -114,6 +124,13 @@ class TSNE:
         affinities = self._check_affinities(X, affinities)
         embedding = estimator.prepare_initial(X, affinities=affinities, initialization=initialization)
         return estimator._optimize_phases(embedding)
+
+
+def _is_bh(method):
+    try:
+        return canonical_method(method) == "bh"
+    except ValueError:  # reported by the estimator's own checks
+        return False
 
 
 def _same(a, b):

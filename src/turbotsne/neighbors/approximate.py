@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from .._config import effective_n_jobs, thread_limit
 from .base import (ALIASES, ANN_HINT, KNNIndex, canonical, check_data, check_k, drop_self, is_numba_function,
-                   knn_dtypes, knn_output, pynndescent_metrics, register_index, seed)
+                   keyword_names, knn_dtypes, knn_output, pynndescent_metrics, register_index, seed)
 from .brute import prepare_blas, recompute
 from .exact import Exact
 from .kernels import sort_rows_inplace
@@ -142,8 +142,12 @@ class PyNNDescent(ApproximateIndex):
     """pynndescent's NN-descent graph (every pynndescent metric, sparse input).
 
     ``epsilon`` is the search slack of ``query`` (pynndescent's default is 0.1;
-    0.2 here, see docs/design/neighbors.md).
+    0.2 here, see docs/design/neighbors.md). Other keyword arguments (``leaf_size``,
+    ``pruning_degree_multiplier``, ...) go to ``pynndescent.NNDescent`` as they are.
     """
+
+    #: the ``pynndescent.NNDescent`` arguments the index sets itself
+    _OWN = frozenset({"data", "metric", "metric_kwds", "n_neighbors", "random_state", "n_jobs"})
 
     name = "pynndescent"
     requires = "pynndescent"
@@ -151,12 +155,25 @@ class PyNNDescent(ApproximateIndex):
     _sparse_ok = True
 
     def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
-                 n_trees=None, n_iters=None, max_candidates=None, epsilon=0.2):
+                 n_trees=None, n_iters=None, max_candidates=None, epsilon=0.2, **nndescent_kwargs):
         super().__init__(metric, metric_params, n_jobs, random_state)
         self.epsilon = epsilon
         self.n_trees = n_trees
         self.n_iters = n_iters
         self.max_candidates = max_candidates
+        self.nndescent_kwargs = nndescent_kwargs
+
+    @classmethod
+    def extra_params(cls):
+        from pynndescent import NNDescent
+
+        library = keyword_names(NNDescent.__init__, cls._OWN | {"self"})
+        return None if library is None else frozenset({"n_trees", "n_iters", "max_candidates", "epsilon"}) | library
+
+    def _random_state(self):
+        """What ``pynndescent.NNDescent`` gets as ``random_state``: a RandomState seeded from
+        ``random_state``."""
+        return np.random.RandomState(seed(self.random_state))
 
     @classmethod
     def valid_metrics(cls, sparse=False):
@@ -184,15 +201,19 @@ class PyNNDescent(ApproximateIndex):
         self.n_samples_fit_, self.n_features_in_ = X.shape
         n = X.shape[0]
         n_jobs = effective_n_jobs(self.n_jobs)
+        own = self._OWN & set(self.nndescent_kwargs)
+        if own:
+            raise TypeError(f"The 'pynndescent' nearest-neighbour index sets {sorted(own)} of pynndescent.NNDescent "
+                            "itself (from the data, k, metric, metric_params, n_jobs and random_state).")
+        options = dict(low_memory=True, compressed=False, verbose=False,
+                       n_trees=self.n_trees if self.n_trees is not None else min(64, 5 + int(round(n ** 0.5 / 20.0))),
+                       n_iters=self.n_iters if self.n_iters is not None else max(5, int(round(np.log2(n)))),
+                       max_candidates=self.max_candidates if self.max_candidates is not None else 60)
+        options.update(self.nndescent_kwargs)
         with thread_limit(n_jobs):
             self._index = NNDescent(
                 X.astype(np.float32), metric=self._pynn_metric(sparse), metric_kwds=self.metric_params,
-                n_neighbors=min(n, k + 1), random_state=np.random.RandomState(seed(self.random_state)),
-                n_jobs=n_jobs, low_memory=True, compressed=False, verbose=False,
-                n_trees=self.n_trees if self.n_trees is not None else min(64, 5 + int(round(n ** 0.5 / 20.0))),
-                n_iters=self.n_iters if self.n_iters is not None else max(5, int(round(np.log2(n)))),
-                max_candidates=self.max_candidates if self.max_candidates is not None else 60,
-            )
+                n_neighbors=min(n, k + 1), random_state=self._random_state(), n_jobs=n_jobs, **options)
             indices, distances = self._index.neighbor_graph
         self._ref = X
         return self._chunked(lambda s, e: (indices[s:e], distances[s:e]), X, k, exclude_self=True)
@@ -242,7 +263,7 @@ class Annoy(DenseIndex):
         for i in range(Xt.shape[0]):
             self._index.add_item(i, Xt[i])
         n_jobs = effective_n_jobs(self.n_jobs)
-        self._index.build(self.n_trees, n_jobs=n_jobs)
+        self._index.build(n_trees=self.n_trees, n_jobs=n_jobs)
         self._ref = X
 
         def search(s, e):  # every annoy metric is refined: annoy's float32 distances are not fetched
@@ -373,7 +394,7 @@ class HNSW(DenseIndex):
 
 
     def _set_ef(self, k):
-        self._index.set_ef(max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), self.n_samples_fit_)))
+        self._index.set_ef(max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), self._index.get_current_count())))
 
     def build(self, X, k):
         hnswlib, X, k, Xt = self._start_build(X, k)

@@ -229,6 +229,12 @@ class KNNIndex(abc.ABC):
         return frozenset()
 
     @classmethod
+    def extra_params(cls):
+        """The names of the constructor arguments beyond the four of :class:`KNNIndex`
+        (what ``knn_kwargs`` may set); None when any name is passed on to the library."""
+        return keyword_names(cls.__init__, {"self", "metric", "metric_params", "n_jobs", "random_state"})
+
+    @classmethod
     def available(cls):
         """Whether the module the index needs is installed."""
         return cls.requires is None or installed(cls.requires)
@@ -275,6 +281,37 @@ class KNNIndex(abc.ABC):
     def __repr__(self):
         return (f"{type(self).__name__}(metric={self.metric!r}, metric_params={self.metric_params!r}, "
                 f"n_jobs={self.n_jobs!r}, random_state={self.random_state!r})")
+
+
+def keyword_names(function, own):
+    """The names of the keyword arguments of ``function`` less ``own``; None when it takes ``**kwargs``."""
+    import inspect
+
+    params = inspect.signature(function).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return frozenset(n for n, p in params.items() if p.kind is not p.VAR_POSITIONAL) - set(own)
+
+
+def make_index(cls, metric="euclidean", metric_params=None, n_jobs=1, random_state=None, kwargs=None):
+    """``cls(metric, metric_params, n_jobs, random_state, **kwargs)``: the index with the extra
+    constructor arguments ``kwargs`` (``knn_kwargs``); ``TypeError`` naming the index and the
+    arguments it takes when a key is not one of them."""
+    return cls(metric, metric_params, n_jobs, random_state, **check_index_kwargs(cls, kwargs))
+
+
+def check_index_kwargs(cls, kwargs):
+    """``kwargs`` as a dict, checked against the extra constructor arguments of the index
+    class ``cls``: ``TypeError`` naming the index and what it takes for an unknown key."""
+    kwargs = dict(kwargs or {})
+    if not kwargs:
+        return kwargs
+    takes = cls.extra_params()
+    unknown = sorted(set(kwargs) - set(takes)) if takes is not None else []
+    if unknown:
+        raise TypeError(f"The {cls.name!r} nearest-neighbour index ({cls.__name__}) got unexpected knn_kwargs "
+                        f"{unknown}; it takes {sorted(takes) or 'none'}.")
+    return kwargs
 
 
 def unsupported_message(name, metric, sparse):

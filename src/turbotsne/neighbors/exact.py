@@ -28,10 +28,21 @@ BLAS_METRICS_SPARSE = frozenset({"euclidean", "sqeuclidean", "cosine"})
 
 @register_index
 class Exact(KNNIndex):
-    """Exact neighbours by brute force (see the module docstring for the three paths)."""
+    """Exact neighbours by brute force (see the module docstring for the three paths).
+
+    ``algorithm`` and ``leaf_size`` are scikit-learn's ``NearestNeighbors`` arguments: an
+    ``algorithm`` other than ``"brute"`` (a ball or k-d tree) sends every metric through
+    ``NearestNeighbors`` with these two.
+    """
 
     name = "exact"
     _sparse_ok = True
+
+    def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
+                 algorithm="brute", leaf_size=30):
+        super().__init__(metric, metric_params, n_jobs, random_state)
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
 
     @classmethod
     def valid_metrics(cls, sparse=False):
@@ -52,6 +63,8 @@ class Exact(KNNIndex):
 
     def _path(self, sparse):
         metric = self.metric
+        if self.algorithm != "brute":
+            return "sklearn"
         if callable(metric):
             return "numba" if is_numba_function(metric) else "sklearn"
         canon = canonical(metric)
@@ -79,7 +92,7 @@ class Exact(KNNIndex):
             params = self._params
             p = params.pop("p", 2)  # scikit-learn wants minkowski's p as its own argument
             self._nn = NearestNeighbors(
-                algorithm="brute", metric=metric, p=p,
+                algorithm=self.algorithm, leaf_size=self.leaf_size, metric=metric, p=p,
                 metric_params=params or None, n_jobs=effective_n_jobs(self.n_jobs),
             ).fit(X)
         else:

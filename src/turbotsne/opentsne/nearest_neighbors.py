@@ -17,6 +17,7 @@ from ..neighbors import Exact as _Exact
 from ..neighbors import KNNIndex
 from ..neighbors import Precomputed as _Precomputed
 from ..neighbors import PyNNDescent as _PyNNDescent
+from ..neighbors.base import check_index_kwargs
 
 __all__ = ["KNNIndex", "Sklearn", "Annoy", "NNDescent", "HNSW", "PrecomputedDistanceMatrix",
            "PrecomputedNeighbors"]
@@ -36,7 +37,8 @@ class _BoundData:
 
     def __init__(self, data, k, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
                  verbose=False, knn_kwargs=None):
-        super().__init__(metric, metric_params, n_jobs, random_state, **(knn_kwargs or {}))
+        index_class = type(self).__mro__[type(self).__mro__.index(_BoundData) + 1]
+        super().__init__(metric, metric_params, n_jobs, random_state, **check_index_kwargs(index_class, knn_kwargs))
         self.check_metric(metric)
         self.data = data
         self.k = k
@@ -66,11 +68,36 @@ class _BoundData:
 
 
 class Sklearn(_BoundData, _Exact):
-    """Exact neighbours (turbotsne's :class:`~turbotsne.neighbors.Exact`)."""
+    """Exact neighbours (turbotsne's :class:`~turbotsne.neighbors.Exact`).
+
+    Cosine distances are reported as ``scipy.spatial.distance.cdist`` computes them (as
+    openTSNE's class does), bit for bit; turbotsne's index finds the same neighbours with
+    distances within a few units in the last place of those.
+    """
 
     @property
     def index(self):
         return getattr(self, "_ref", None) if getattr(self, "n_samples_fit_", None) is not None else None
+
+    def build(self, X=None, k=None):
+        indices, distances = super().build(X, k)
+        return indices, self._scipy_cosine(self.data if X is None else X, indices, distances)
+
+    def query(self, X_new, k):
+        indices, distances = super().query(X_new, k)
+        return indices, self._scipy_cosine(X_new, indices, distances)
+
+    def _scipy_cosine(self, Xq, indices, distances):
+        if self.metric != "cosine" or sp.issparse(Xq) or sp.issparse(self._reference) or not indices.size:
+            return distances
+        from scipy.spatial.distance import cdist
+
+        Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(self._reference, dtype=np.float64)
+        return np.vstack([cdist(Xq[i:i + 1], Xr[row], metric="cosine") for i, row in enumerate(indices)])
+
+    def fit(self, X):
+        self._reference = X
+        return super().fit(X)
 
 
 class Annoy(_BoundData, _Annoy):
@@ -89,6 +116,10 @@ class NNDescent(_BoundData, _PyNNDescent):
         """``metric``, a plain Python function compiled with numba; ``ValueError`` if unsupported."""
         return super().check_metric(_compiled(metric))
 
+    def _random_state(self):
+        """``random_state`` as given (pynndescent seeds itself from it, as in openTSNE)."""
+        return self.random_state
+
 
 def _compiled(metric):
     from ..neighbors.base import is_numba_function
@@ -104,11 +135,38 @@ class HNSW(_BoundData, _HNSW):
     """hnswlib (turbotsne's :class:`~turbotsne.neighbors.HNSW`)."""
 
 
-class PrecomputedDistanceMatrix(_BoundData, _Precomputed):
-    """Neighbours read off a square distance matrix."""
+class PrecomputedDistanceMatrix(KNNIndex):
+    """Neighbours read off a square distance matrix: ``PrecomputedDistanceMatrix(D, k).build()``.
+
+    It runs turbotsne's :class:`~turbotsne.neighbors.Precomputed` index, and that index,
+    which the affinity classes make for ``metric="precomputed"``, counts as one
+    (``isinstance``; a registered virtual subclass).
+    """
+
+    name = "precomputed"
+    _sparse_ok = True
 
     def __init__(self, distance_matrix, k):
-        super().__init__(distance_matrix, k, metric="precomputed")
+        super().__init__("precomputed")
+        self.data, self.k = distance_matrix, k
+        self._precomputed = _Precomputed()
+
+    @classmethod
+    def supports(cls, metric, sparse=False):
+        return metric == "precomputed"
+
+    def build(self, X=None, k=None):
+        """The ``k`` nearest neighbours of each point by the bound distances (or by ``X``)."""
+        result = self._precomputed.build(self.data if X is None else X, self.k if k is None else k)
+        self.n_samples_fit_ = self._precomputed.n_samples_fit_
+        return result
+
+    def query(self, X_new, k):
+        """The ``k`` nearest reference points by ``X_new``, distances to the reference, ``(n_new, n)``."""
+        return self._precomputed.query(X_new, k)
+
+
+PrecomputedDistanceMatrix.register(_Precomputed)
 
 
 class PrecomputedNeighbors(KNNIndex):
