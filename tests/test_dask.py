@@ -171,6 +171,43 @@ def test_embed_from_parquet_kept_lazy_with_a_plot(client, data, tmp_path):
     assert (tmp_path / "y.png").stat().st_size > 0 and "knn_accuracy" in result.quality
 
 
+def _write_h5ad(path, X, obsm):
+    """A minimal .h5ad (AnnData's HDF5 layout: a dense X, an obsm group), written with h5py."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X)
+        group = f.create_group("obsm")
+        for name, value in obsm.items():
+            group.create_dataset(name, data=value)
+        group.create_group("spatial_df")  # not an array: refused by name
+
+
+def test_embed_from_h5ad_reads_X_or_an_obsm_entry_block_by_block(client, data, tmp_path):
+    from turbotsne.dask import embed, open_source
+
+    X, _, _ = data
+    source = tmp_path / "x.h5ad"
+    _write_h5ad(source, X[:500, :3], {"X_pca": X[:500]})
+    lazy = open_source(str(source), chunk_rows=120, key="X_pca")
+    assert lazy.chunks[0] == (120, 120, 120, 120, 20)
+    np.testing.assert_array_equal(lazy.compute(), X[:500])
+    np.testing.assert_array_equal(open_source(str(source), chunk_rows=200).compute(), X[:500, :3])
+    result = embed(str(source), key="X_pca", sample_size=200, chunk_rows=120, scheduler=client.scheduler.address,
+                   progress=False, transform_params=PLACE, **FIT)
+    expected = embed(da.from_array(X[:500], chunks=(120, 8)), sample_size=200, scheduler=client.scheduler.address,
+                     progress=False, transform_params=PLACE, **FIT)
+    np.testing.assert_array_equal(result.sample, expected.sample)
+    np.testing.assert_array_equal(result.model.embedding_, expected.model.embedding_)
+    assert_same_placement(result.embedding.compute(), expected.embedding.compute())
+    with pytest.raises(ValueError, match=r"has no obsm/X_umap; obsm keys: X_pca, spatial_df"):
+        embed(str(source), key="X_umap", sample_size=10)
+    with pytest.raises(ValueError, match=r"obsm/spatial_df .* is not a dense 2-D array"):
+        embed(str(source), key="spatial_df", sample_size=10)
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match=r"key='X_pca' selects an obsm entry of a \.h5ad source"):
+        embed(str(tmp_path / "x.npy"), key="X_pca", sample_size=10)
+
+
 def test_embed_refuses_bad_arguments_before_starting_a_cluster(data, tmp_path, monkeypatch):
     import turbotsne.dask as tdask
 
@@ -180,7 +217,7 @@ def test_embed_refuses_bad_arguments_before_starting_a_cluster(data, tmp_path, m
     monkeypatch.setattr(tdask, "_client", no_cluster)
     X = data[0]
     np.save(tmp_path / "x.npy", X)
-    with pytest.raises(ValueError, match=r"reads \.zarr stores, \.npy files and \.parquet"):
+    with pytest.raises(ValueError, match=r"reads \.zarr stores, \.npy files, \.parquet files or folders and \.h5ad"):
         tdask.embed(str(tmp_path / "x.csv"), sample_size=10)
     with pytest.raises(ValueError, match="does not exist"):
         tdask.embed(str(tmp_path / "missing.zarr"), sample_size=10)

@@ -306,7 +306,7 @@ def _embed_on_dask(args):
     random_state = kwargs.pop("random_state", 0)
     t0 = time.perf_counter()
     result = embed(args.input, sample_size=args.sample, output=args.output, scheduler=args.scheduler,
-                   n_jobs=n_jobs, random_state=0 if random_state is None else random_state, plot=args.plot,
+                   key=args.key, n_jobs=n_jobs, random_state=0 if random_state is None else random_state, plot=args.plot,
                    progress=bool(args.progress if args.progress is not None else sys.stderr.isatty()), **kwargs)
     n = result.embedding.shape[0]
     print(f"{PROG}: fitted {len(result.sample)} points, placed {n - len(result.sample)} on dask, "
@@ -447,7 +447,7 @@ def build_parser():
                    help="points the quality report is computed on (default: %(default)s)")
     p.add_argument("--sample", type=int, metavar="N",
                    help="fit N sampled points here and place the rest on dask (needs the dask extra; "
-                        "INPUT .zarr, .npy or .parquet, OUTPUT .zarr)")
+                        "INPUT .zarr, .npy, .parquet or .h5ad (--key for an obsm entry), OUTPUT .zarr)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --sample: an existing dask scheduler (tcp://host:8786); default a local cluster")
     _add_common(p)

@@ -176,17 +176,22 @@ def _placement(model, X, params, fixed=None, client=None):
                         chunks=(X.chunks[0], (d,)), meta=np.empty((0, d)))
 
 
-SOURCE_SUFFIXES = (".zarr", ".npy", ".parquet")
+SOURCE_SUFFIXES = (".zarr", ".npy", ".parquet", ".h5ad")
+_SOURCES = "embed reads .zarr stores, .npy files, .parquet files or folders and .h5ad files"
 
 
-def _check_source(source):
+def _check_source(source, key=None):
     """Refuse a source :func:`open_source` cannot read, before any cluster starts or data is read."""
     if isinstance(source, str) or hasattr(source, "__fspath__"):
         path = str(source).rstrip("/")
         if not path.endswith(SOURCE_SUFFIXES):
-            raise ValueError(f"embed reads .zarr stores, .npy files and .parquet files or folders; got {path!r}.")
+            raise ValueError(f"{_SOURCES}; got {path!r}.")
         if not os.path.exists(path):
             raise ValueError(f"embed: the source {path!r} does not exist.")
+        if path.endswith(".h5ad"):
+            _h5ad_dataset(path, key)
+        elif key is not None:
+            raise ValueError(f"embed: key={key!r} selects an obsm entry of a .h5ad source; {path!r} is not one.")
     elif hasattr(source, "to_dask_array"):
         bad = [c for c, t in source.dtypes.items() if t.kind not in "biuf"]
         if bad:
@@ -195,10 +200,36 @@ def _check_source(source):
         as_dask_array(source, owner="embed")
 
 
-def open_source(source, chunk_rows=100_000):
+def _h5ad_dataset(path, key):
+    """The HDF5 name, shape and dtype of a .h5ad file's dense ``X`` (``key=None``) or ``obsm[key]``."""
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("Reading .h5ad sources needs h5py: pip install 'turbotsne[io]'.") from None
+    name = "X" if key is None else f"obsm/{key}"
+    with h5py.File(path, "r") as f:
+        if name not in f:
+            keys = ", ".join(f["obsm"].keys()) if "obsm" in f else "none"
+            raise ValueError(f"embed: {path!r} has no {name}; obsm keys: {keys}.")
+        node = f[name]
+        if not isinstance(node, h5py.Dataset) or node.ndim != 2:
+            raise ValueError(f"embed: {name} of {path!r} is not a dense 2-D array (sparse X is not read "
+                             f"block-wise); pass key= an obsm entry such as X_pca.")
+        return name, node.shape, node.dtype
+
+
+def _h5_rows(path, name, start, stop):
+    import h5py
+
+    with h5py.File(path, "r") as f:  # opened per block: a file handle does not travel to workers
+        return np.asarray(f[name][start:stop])
+
+
+def open_source(source, chunk_rows=100_000, key=None):
     """A dask array from a dask array / DataFrame, a ``.zarr`` store, a ``.npy`` file (memory-mapped,
-    ``chunk_rows`` rows per block) or a ``.parquet`` file or folder (every column a feature, one
-    block per partition; their lengths are counted first)."""
+    ``chunk_rows`` rows per block), a ``.parquet`` file or folder (every column a feature, one
+    block per partition; their lengths are counted first) or a ``.h5ad`` file (its dense ``X``, or
+    ``obsm[key]``, read ``chunk_rows`` rows per block by the worker that needs them)."""
     da = _require()
     if isinstance(source, str) or hasattr(source, "__fspath__"):
         path = str(source).rstrip("/")
@@ -210,7 +241,15 @@ def open_source(source, chunk_rows=100_000):
             import dask.dataframe as dd
 
             return as_dask_array(dd.read_parquet(path), owner="embed")
-        raise ValueError(f"embed reads .zarr stores, .npy files and .parquet files or folders; got {path!r}.")
+        if path.endswith(".h5ad"):
+            import dask
+
+            name, (n, d), dtype = _h5ad_dataset(path, key)
+            read = dask.delayed(_h5_rows, pure=True)
+            blocks = [da.from_delayed(read(path, name, s, min(n, s + chunk_rows)), shape=(min(n, s + chunk_rows) - s, d),
+                                      dtype=dtype) for s in range(0, n, chunk_rows)]
+            return as_dask_array(da.concatenate(blocks, axis=0), owner="embed")
+        raise ValueError(f"{_SOURCES}; got {path!r}.")
     return as_dask_array(source, owner="embed")
 
 
@@ -257,12 +296,13 @@ def density(Y, bins=512):
 
 
 def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random_state=0, labels=None,
-          plot=None, progress=True, chunk_rows=100_000, transform_params=None, **tsne_params):
+          plot=None, progress=True, chunk_rows=100_000, key=None, transform_params=None, **tsne_params):
     """t-SNE of more points than one machine fits: fit a seeded sample, place the rest on a cluster.
 
     Parameters
     ----------
-    source : dask array / DataFrame, or a path to a ``.zarr`` store, a ``.npy`` file or a ``.parquet`` file / folder
+    source : dask array / DataFrame, or a path to a ``.zarr`` store, a ``.npy`` file, a ``.parquet``
+        file / folder or a ``.h5ad`` file (its dense ``X``, or ``obsm[key]``)
     sample_size : int
         Points fitted with :class:`turbotsne.TSNE` in this (the client's) process.
     output : str or None
@@ -277,7 +317,9 @@ def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random
     plot : str or None
         A PNG path: the density of the full embedding, histogrammed per block.
     chunk_rows : int
-        Rows per block of a ``.npy`` source (zarr and parquet keep their own chunks).
+        Rows per block of a ``.npy`` or ``.h5ad`` source (zarr and parquet keep their own chunks).
+    key : str or None
+        A ``.h5ad`` source's ``obsm`` entry to embed (e.g. ``"X_pca"``) instead of its ``X``.
     transform_params : dict or None
         Parameters of ``transform`` for the placement (``n_iter``, ``negative_gradient_method``, ...).
     **tsne_params
@@ -295,14 +337,14 @@ def embed(source, *, sample_size, output=None, scheduler=None, n_jobs=-1, random
     _require()
     sample_size = check_scalar(sample_size, "sample_size", "embed", int, low=1, closed="left")
     chunk_rows = check_scalar(chunk_rows, "chunk_rows", "embed", int, low=1, closed="left")
-    _check_source(source)
+    _check_source(source, key)
     if output is not None and not str(output).rstrip("/").endswith(".zarr"):
         raise ValueError(f"embed writes the embedding to a .zarr store; got output={str(output)!r}.")
     timings = {}
     t = time.perf_counter()
     client, cluster = _client(scheduler, n_jobs)
     try:
-        X = open_source(source, chunk_rows)
+        X = open_source(source, chunk_rows, key)
         n = X.shape[0]
         m = int(min(sample_size, n))
         sample = np.sort(np.random.default_rng(random_state).choice(n, m, replace=False))
