@@ -58,12 +58,13 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
                      block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK), d, p)
 
 
-@numba.njit(fastmath=FASTMATH, cache=True)
+@numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, lo, hi, d, p):
     """The search of :func:`_perplexity_search` for rows ``lo .. hi - 1`` (``d``, ``p``: row
     buffers of ``k`` entries). A serial function of its own: the parallel kernel's loop body
     stays small, which makes it cheaper to compile (the parfor passes and the body's
-    compilation see only a call)."""
+    compilation see only a call). numba compiles a parallel loop's body with numpy's error
+    model (a division by zero gives inf or NaN, no exception); so does this function."""
     k = sq_distances.shape[1]
     target = np.log(perplexity)
     for i in range(lo, hi):
