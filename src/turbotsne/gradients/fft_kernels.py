@@ -142,7 +142,10 @@ def sort_by_box(box, n_box_total, start, order):
         start[box[i] + 1] += 1
     for b in range(n_box_total):
         start[b + 1] += start[b]
-    fill = start[:n_box_total].copy()
+    # a copy of start[:n_box_total] as a loop (``.copy()`` compiles ~0.1 s more on the first run)
+    fill = np.empty(n_box_total, dtype=start.dtype)
+    for b in range(n_box_total):
+        fill[b] = start[b]
     for i in range(n):
         b = box[i]
         order[fill[b]] = i
