@@ -470,9 +470,15 @@ def apply_kernel(spec, khat2, khat1, m_nodes, d, want_total):
                 b = np.float64(v.imag)
                 wgt = 2.0 if (col != 0 and col != m_nodes) else 1.0
                 row += wgt * (a * a + b * b) * khat1[kr, col]
-            spec[r, col] = v * khat2[kr, col]
+            # a complex value times a real one, written out: numba's complex product compiles
+            # its inf / NaN recovery (~0.2 s on the first run) for products by ``k + 0j``
+            k = khat2[kr, col]
+            spec[r, col] = complex(v.real * k, v.imag * k)
         total += row
-    return total / np.float64(full) ** d
+    norm = 1.0  # (2M)^d, exact in float64 (a product loop: ``**`` compiles a power routine)
+    for _ in range(d):
+        norm *= full
+    return total / norm
 
 
 def gather(charges, order, base, weights, offset, phi, out, z, sorted_out, z_sorted):
