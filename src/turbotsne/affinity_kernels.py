@@ -54,8 +54,9 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
     for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
         d = np.empty(k)
         p = np.empty(k)
+        hi = (block + 1) * _ROW_BLOCK
         _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas,
-                     block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK), d, p)
+                     block * _ROW_BLOCK, hi if hi < n else n, d, p)
 
 
 @numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -79,7 +80,8 @@ def _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas,
                 shift = d[j]
         if shift == np.inf:
             shift = 0.0
-        count = max(k - 1 if skip_self else k, 1)
+        count = k - 1 if skip_self else k
+        count = 1 if 1 > count else count  # max(count, 1)
         mean = 0.0  # of the shifted distances, summed in shares (no overflow even at d ~ 1e308)
         for j in range(k):
             d[j] -= shift
@@ -120,7 +122,12 @@ def _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas,
             previous = np.abs(diff)
             candidate = -1.0
             if slope < 0.0 and halved:
-                candidate = beta * np.exp(min(max(-diff / slope, -5.0), 5.0))
+                # the step clipped to [-5, 5], as min(max(step, -5), 5) selects (conditional
+                # expressions: numba's min / max compile routines of their own)
+                step = -diff / slope
+                step = -5.0 if -5.0 > step else step
+                step = 5.0 if 5.0 < step else step
+                candidate = beta * np.exp(step)
             if beta_min < candidate < beta_max:
                 beta = candidate
             elif beta_max == np.inf:
