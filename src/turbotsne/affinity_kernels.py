@@ -51,75 +51,94 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
     ``beta = 1``; 0.11 instead of 0.87 s on 2 threads (ad hoc comparison).
     """
     n, k = sq_distances.shape
-    target = np.log(perplexity)
     for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
         d = np.empty(k)
         p = np.empty(k)
-        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
-            # Distances are shifted by the row's smallest one (self excluded): the
-            # probabilities and the entropy are unchanged, but the largest kernel
-            # value is exp(0) = 1, so the sum never underflows (a sum of 0 or a
-            # subnormal sum gave 0/0 = NaN for tiny perplexities and huge scales).
-            shift = np.inf
+        hi = (block + 1) * _ROW_BLOCK
+        _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas,
+                     block * _ROW_BLOCK, hi if hi < n else n, d, p)
+
+
+@numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, lo, hi, d, p):
+    """The search of :func:`_perplexity_search` for rows ``lo .. hi - 1`` (``d``, ``p``: row
+    buffers of ``k`` entries). A serial function of its own: the parallel kernel's loop body
+    stays small, which makes it cheaper to compile (the parfor passes and the body's
+    compilation see only a call). numba compiles a parallel loop's body with numpy's error
+    model (a division by zero gives inf or NaN, no exception); so does this function."""
+    k = sq_distances.shape[1]
+    target = np.log(perplexity)
+    for i in range(lo, hi):
+        # Distances are shifted by the row's smallest one (self excluded): the
+        # probabilities and the entropy are unchanged, but the largest kernel
+        # value is exp(0) = 1, so the sum never underflows (a sum of 0 or a
+        # subnormal sum gave 0/0 = NaN for tiny perplexities and huge scales).
+        shift = np.inf
+        for j in range(k):
+            d[j] = sq_distances[i, j]
+            if not (skip_self and j == i) and d[j] < shift:
+                shift = d[j]
+        if shift == np.inf:
+            shift = 0.0
+        count = k - 1 if skip_self else k
+        count = 1 if 1 > count else count  # max(count, 1)
+        mean = 0.0  # of the shifted distances, summed in shares (no overflow even at d ~ 1e308)
+        for j in range(k):
+            d[j] -= shift
+            if not (skip_self and j == i):
+                mean += d[j] / count
+        beta = 1.0 / mean if mean > 0.0 else 1.0
+        beta_min = 0.0
+        beta_max = np.inf
+        previous = np.inf
+        for _ in range(max_iter):
+            s = 0.0
             for j in range(k):
-                d[j] = sq_distances[i, j]
-                if not (skip_self and j == i) and d[j] < shift:
-                    shift = d[j]
-            if shift == np.inf:
-                shift = 0.0
-            count = max(k - 1 if skip_self else k, 1)
-            mean = 0.0  # of the shifted distances, summed in shares (no overflow even at d ~ 1e308)
-            for j in range(k):
-                d[j] -= shift
-                if not (skip_self and j == i):
-                    mean += d[j] / count
-            beta = 1.0 / mean if mean > 0.0 else 1.0
-            beta_min = 0.0
-            beta_max = np.inf
-            previous = np.inf
-            for _ in range(max_iter):
-                s = 0.0
-                for j in range(k):
-                    if skip_self and j == i:
-                        p[j] = 0.0
-                    else:
-                        v = np.exp(-d[j] * beta)
-                        p[j] = v
-                        s += v
-                if s == 0.0:
-                    s = _EPSILON_DBL
-                e1 = 0.0  # moments of beta * d under p: dimensionless, no overflow at any scale
-                e2 = 0.0
-                for j in range(k):
-                    p[j] /= s
-                    bd = d[j] * beta
-                    e1 += bd * p[j]
-                    e2 += bd * bd * p[j]
-                entropy = np.log(s) + e1
-                diff = entropy - target
-                if np.abs(diff) <= tol:
-                    break
-                if diff > 0.0:
-                    beta_min = beta
+                if skip_self and j == i:
+                    p[j] = 0.0
                 else:
-                    beta_max = beta
-                slope = -(e2 - e1 * e1)  # dH / dlog(beta) = -Var_p(beta d)
-                halved = np.abs(diff) < 0.5 * previous
-                previous = np.abs(diff)
-                candidate = -1.0
-                if slope < 0.0 and halved:
-                    candidate = beta * np.exp(min(max(-diff / slope, -5.0), 5.0))
-                if beta_min < candidate < beta_max:
-                    beta = candidate
-                elif beta_max == np.inf:
-                    beta *= 2.0
-                elif beta_min == 0.0:
-                    beta /= 2.0
-                else:
-                    beta = np.sqrt(beta_min) * np.sqrt(beta_max)  # (the product may overflow)
+                    v = np.exp(-d[j] * beta)
+                    p[j] = v
+                    s += v
+            if s == 0.0:
+                s = _EPSILON_DBL
+            e1 = 0.0  # moments of beta * d under p: dimensionless, no overflow at any scale
+            e2 = 0.0
             for j in range(k):
-                out[i, j] = p[j]
-            betas[i] = beta
+                p[j] /= s
+                bd = d[j] * beta
+                e1 += bd * p[j]
+                e2 += bd * bd * p[j]
+            entropy = np.log(s) + e1
+            diff = entropy - target
+            if np.abs(diff) <= tol:
+                break
+            if diff > 0.0:
+                beta_min = beta
+            else:
+                beta_max = beta
+            slope = -(e2 - e1 * e1)  # dH / dlog(beta) = -Var_p(beta d)
+            halved = np.abs(diff) < 0.5 * previous
+            previous = np.abs(diff)
+            candidate = -1.0
+            if slope < 0.0 and halved:
+                # the step clipped to [-5, 5], as min(max(step, -5), 5) selects (conditional
+                # expressions: numba's min / max compile routines of their own)
+                step = -diff / slope
+                step = -5.0 if -5.0 > step else step
+                step = 5.0 if 5.0 < step else step
+                candidate = beta * np.exp(step)
+            if beta_min < candidate < beta_max:
+                beta = candidate
+            elif beta_max == np.inf:
+                beta *= 2.0
+            elif beta_min == 0.0:
+                beta /= 2.0
+            else:
+                beta = np.sqrt(beta_min) * np.sqrt(beta_max)  # (the product may overflow)
+        for j in range(k):
+            out[i, j] = p[j]
+        betas[i] = beta
 
 
 def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jobs=1, return_betas=False,
@@ -337,7 +356,11 @@ def _scatter_unmatched(ind, cond, has_mirror, own, indptr):
     """Each mirror-less pair ``(i, j)`` of row ``i``'s own entries as entry ``(j, i)`` behind
     row ``j``'s own entries (serial, ``i`` ascending: each row's tail comes out sorted)."""
     n = own.shape[0]
-    cursor = indptr[:n] + own
+    # indptr[:n] + own as a loop: an array expression would compile numba's broadcasting
+    # machinery into this kernel (~0.2 s more on the first run)
+    cursor = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        cursor[i] = indptr[i] + own[i]
     for i in range(n):
         for t in range(own[i]):
             if not has_mirror[i, t]:

@@ -87,7 +87,8 @@ def _step(Y, grad, update, gains, learning_rate, momentum, max_grad_norm, max_st
             if update[i, k] * g < 0.0:
                 gains[i, k] += GAIN_INCREASE
             else:
-                gains[i, k] = max(gains[i, k] * GAIN_DECAY, MIN_GAIN)
+                decayed = gains[i, k] * GAIN_DECAY
+                gains[i, k] = MIN_GAIN if MIN_GAIN > decayed else decayed  # max(decayed, MIN_GAIN)
             u = momentum * update[i, k] - learning_rate * gains[i, k] * g
             update[i, k] = u
             u2 += u * u
