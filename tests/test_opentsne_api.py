@@ -219,15 +219,23 @@ def test_optimize_writes_into_the_same_buffer_only_in_place(data):
     np.testing.assert_array_equal(emb, other)
 
 
-def test_prepared_interpolation_grid_is_reused(data):
+def test_prepared_interpolation_grid_is_reused(data, monkeypatch):
+    from turbotsne.gradients.fft import FFTReferenceRepulsion
+
+    grids = []
+    regrid = FFTReferenceRepulsion._regrid
+    monkeypatch.setattr(FFTReferenceRepulsion, "_regrid", lambda self, *a: grids.append(1) or regrid(self, *a))
     emb = openTSNE.TSNE(negative_gradient_method="fft", **FAST).fit(data[0])
     params = dict(n_iter=30, negative_gradient_method="fft")
     plain = emb.transform(data[1], **params)
+    assert len(grids) >= 1  # unprepared: each transform builds its grid
     assert emb.prepare_interpolation_grid() is emb
     prepared = emb.__dict__["_interpolation_grid"][1]
     charges = prepared._charges
+    del grids[:]
     first = emb.transform(data[1], **params)
     second = emb.transform(data[1], **params)
+    assert grids == []  # the transforms start from the prepared grid and keep it
     np.testing.assert_array_equal(first, second)
     assert prepared._charges is charges  # built once, never rebuilt by a transform
     np.testing.assert_allclose(first, plain, atol=2e-3 * np.ptp(np.asarray(emb)))
