@@ -138,6 +138,127 @@ def test_base_follows_inplace(fitted, data):
     assert partial.optimize(2).base is not partial.base
 
 
+def test_embeddings_are_float64_arrays(fitted, data):
+    partial = fitted.prepare_partial(data[1])
+    for emb in (fitted, partial, fitted.transform(data[1], n_iter=5)):
+        assert isinstance(emb, np.ndarray) and emb.dtype == np.float64 and emb.ndim == 2
+        assert emb.flags.c_contiguous
+        assert type(emb.embedding) is np.ndarray and np.shares_memory(emb.embedding, emb)
+
+
+def test_indexing_and_arithmetic_give_plain_arrays(fitted):
+    Y = fitted.embedding.copy()
+    for result, expected in ((fitted[:, 0], Y[:, 0]), (fitted[:25], Y[:25]), (fitted * 2, Y * 2),
+                             (fitted - fitted, np.zeros_like(Y)), (np.mean(fitted, axis=0), Y.mean(axis=0)),
+                             (fitted.sum(), Y.sum()), (np.median(fitted, axis=0), np.median(Y, axis=0))):
+        assert not isinstance(result, turbotsne.TSNEEmbedding)
+        np.testing.assert_array_equal(result, expected)
+    assert [type(row) for row in fitted][:1] == [np.ndarray]
+    assert (fitted == Y).all() and (fitted == fitted).shape == Y.shape  # element-wise, like any array
+    with pytest.raises(TypeError):
+        hash(fitted)
+
+
+def test_in_place_operators_keep_the_embedding(data):
+    emb = openTSNE.TSNE(negative_gradient_method="bh", **FAST).prepare_initial(data[0])
+    before = emb.embedding.copy()
+    buffer = emb.base
+    emb += 1.0
+    assert isinstance(emb, turbotsne.TSNEEmbedding) and emb.base is buffer
+    np.testing.assert_array_equal(emb, before + 1.0)
+    emb[0] = 5.0
+    assert np.all(emb.embedding[0] == 5.0)
+
+
+def test_assert_equal_compares_coordinates(data):
+    tsne = openTSNE.TSNE(negative_gradient_method="bh", **FAST)
+    first, second = tsne.fit(data[0]), tsne.fit(data[0])
+    np.testing.assert_equal(first, second)
+    with pytest.raises(AssertionError):
+        np.testing.assert_equal(first, first.optimize(3))
+
+
+def test_copies_keep_attributes_and_own_state(fitted):
+    import copy
+
+    for other in (fitted.copy(), copy.copy(fitted)):
+        assert isinstance(other, turbotsne.TSNEEmbedding) and other.affinities is fitted.affinities
+        assert other.n_iter == fitted.n_iter and not np.shares_memory(other, fitted)
+        assert other.optimizer_state.gains is not fitted.optimizer_state.gains
+
+
+def test_save_load_and_pickle_keep_attributes(fitted, data, tmp_path):
+    np.save(tmp_path / "emb.npy", fitted)
+    np.testing.assert_array_equal(np.load(tmp_path / "emb.npy"), fitted.embedding)
+    expected = fitted.transform(data[1], n_iter=10)
+    for copy in (pickle.loads(pickle.dumps(fitted)), _save_load(fitted, tmp_path / "emb.pkl")):
+        assert type(copy) is type(fitted) and copy.n_iter == fitted.n_iter
+        assert copy.gradient_descent_params == fitted.gradient_descent_params
+        np.testing.assert_array_equal(copy, fitted)
+        np.testing.assert_array_equal(copy.optimizer_state.gains, fitted.optimizer_state.gains)
+        np.testing.assert_array_equal(copy.transform(data[1], n_iter=10), expected)
+    partial = pickle.loads(pickle.dumps(expected))
+    assert isinstance(partial, turbotsne.embedding.PartialTSNEEmbedding) and partial.kl_divergence is not None
+    np.testing.assert_array_equal(partial.P.toarray(), expected.P.toarray())
+
+
+def _save_load(embedding, path):
+    embedding.save(path)
+    return type(embedding).load(path)
+
+
+def test_optimize_writes_into_the_same_buffer_only_in_place(data):
+    emb = openTSNE.TSNE(negative_gradient_method="bh", **FAST).prepare_initial(data[0])
+    start = emb.embedding.copy()
+    address = emb.ctypes.data
+    other = emb.optimize(5)
+    np.testing.assert_array_equal(emb, start)
+    assert other.ctypes.data != address and not np.array_equal(other, start)
+    same = emb.optimize(5, inplace=True)
+    assert same is emb and emb.ctypes.data == address
+    np.testing.assert_array_equal(emb, other)
+
+
+def test_prepared_interpolation_grid_is_reused(data, monkeypatch):
+    from turbotsne.gradients.fft import FFTReferenceRepulsion
+
+    grids = []
+    regrid = FFTReferenceRepulsion._regrid
+    monkeypatch.setattr(FFTReferenceRepulsion, "_regrid", lambda self, *a: grids.append(1) or regrid(self, *a))
+    emb = openTSNE.TSNE(negative_gradient_method="fft", **FAST).fit(data[0])
+    params = dict(n_iter=30, negative_gradient_method="fft")
+    plain = emb.transform(data[1], **params)
+    assert len(grids) >= 1  # unprepared: each transform builds its grid
+    assert emb.prepare_interpolation_grid() is emb
+    prepared = emb.__dict__["_interpolation_grid"][1]
+    charges = prepared._charges
+    del grids[:]
+    first = emb.transform(data[1], **params)
+    second = emb.transform(data[1], **params)
+    assert grids == []  # the transforms start from the prepared grid and keep it
+    np.testing.assert_array_equal(first, second)
+    assert prepared._charges is charges  # built once, never rebuilt by a transform
+    np.testing.assert_allclose(first, plain, atol=2e-3 * np.ptp(np.asarray(emb)))
+    emb.optimize(1, inplace=True)  # the coordinates move: the grid is dropped
+    assert "_interpolation_grid" not in emb.__dict__
+    np.testing.assert_array_equal(emb.transform(data[1], **params),
+                                  emb.copy().transform(data[1], **params))
+
+
+def test_bh_transform_does_not_use_the_grid(fitted, data, monkeypatch):
+    def fail(self, *args, **kwargs):
+        raise AssertionError("prepare_interpolation_grid called")
+
+    monkeypatch.setattr(turbotsne.TSNEEmbedding, "prepare_interpolation_grid", fail)
+    assert np.asarray(fitted.transform(data[1], n_iter=5)).shape == (40, 2)
+
+
+def test_interpolation_grid_padding_is_checked(data):
+    emb = openTSNE.TSNE(**FAST).prepare_initial(data[0][:50])
+    with pytest.raises(ValueError, match="padding"):
+        emb.prepare_interpolation_grid(padding=-1)
+
+
 def test_random_state_is_kept_as_given(data):
     rs = np.random.RandomState(1)
     emb = turbotsne.TSNEEmbedding(np.zeros((3, 2)) + np.arange(3)[:, None],

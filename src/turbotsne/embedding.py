@@ -1,7 +1,7 @@
 """Embedding objects: coordinates + affinities + optimiser state.
 
-:class:`TSNEEmbedding` is a plain class (not an ndarray subclass):
-``np.asarray(embedding)`` gives the coordinates; indexing and arithmetic act on them. It keeps the affinities, the
+:class:`TSNEEmbedding` is an ``np.ndarray`` (float64, C-ordered, 2-D) of the
+coordinates; indexing and arithmetic on it give plain arrays. It keeps the affinities, the
 gradient-method settings and the optimiser state (gains, last update), so that
 ``optimize`` can be called again and carries on where the last call stopped;
 any schedule (early exaggeration, late exaggeration, ...) is a sequence of
@@ -19,12 +19,10 @@ resolves the engine and "auto" once, and hands both to the optimiser.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import pickle
 
 import numpy as np
-from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from ._validation import check_bool, check_option, check_scalar
 from .callbacks import make_progress
@@ -36,81 +34,93 @@ from .options import EMBEDDING_DEFAULTS, OptimizeOptions, resolve
 log = logging.getLogger(__name__)
 
 
-class _Embedding(NDArrayOperatorsMixin):
+class _Embedding(np.ndarray):
     """What both embedding kinds share: coordinates, settings, optimiser state, ``optimize``.
 
-    Indexing, arithmetic and NumPy functions act on the coordinates and return plain
-    arrays (``embedding[:, 0]``, ``embedding * 2``, ``np.mean(embedding, axis=0)``);
-    ``==`` stays identity (an embedding is an object, not an array).
+    An embedding is a 2-D float64 C-ordered ``np.ndarray`` carrying its attributes. Indexing,
+    arithmetic and NumPy functions give plain arrays (``embedding[:, 0]``, ``embedding * 2``,
+    ``np.mean(embedding, axis=0)``); only the constructors, ``optimize``, ``prepare_partial`` and
+    ``transform`` make embeddings. ``copy.copy`` / ``.copy()`` keep the attributes (with the
+    optimiser state copied); pickling keeps them too.
     """
-
-    __eq__ = object.__eq__
-    __ne__ = object.__ne__
-    __hash__ = object.__hash__
 
     #: re-centre the embedding after every step (not for new points against a fixed reference)
     _recentre = True
 
-    def __init__(self, embedding, random_state=None, **gradient_descent_params):
-        _check_keys(gradient_descent_params, type(self).__name__)
+    # what a bare array view of an embedding (another shape: ``.T``, ``reshape``) reads
+    random_state = None
+    kl_divergence = None
+    n_iter = 0
+    learning_rate = None
+
+    def __new__(cls, embedding, *args, **kwargs):
         try:
-            self.embedding = np.array(embedding, dtype=np.float64, order="C", copy=True)
+            data = np.array(embedding, dtype=np.float64, order="C", copy=True)
         except (TypeError, ValueError) as e:
             raise ValueError(f"The embedding must be a 2-D array of numbers; got {type(embedding).__name__}.") from e
-        if self.embedding.ndim != 2 or self.embedding.shape[1] < 1:
+        if data.ndim != 2 or data.shape[1] < 1:
             raise ValueError(f"The embedding must be a 2-D array with at least one column, got shape "
-                             f"{self.embedding.shape}.")
-        if not np.all(np.isfinite(self.embedding)):
+                             f"{data.shape}.")
+        if not np.all(np.isfinite(data)):
             raise ValueError("The embedding contains NaN or infinity.")
+        return data.view(cls)
+
+    def __init__(self, embedding, random_state=None, **gradient_descent_params):
+        _check_keys(gradient_descent_params, type(self).__name__)
         self.random_state = random_state
         self.gradient_descent_params = {**EMBEDDING_DEFAULTS, **gradient_descent_params}
-        self.optimizer_state = OptimizerState(self.embedding.shape)
+        self.optimizer_state = OptimizerState(self.shape)
         self.kl_divergence = None
         self.n_iter = 0
         self.learning_rate = None
 
     # -- array protocol ---------------------------------------------------------------
-    def __array__(self, dtype=None, copy=None):
-        if dtype is None:
-            return self.embedding.copy() if copy else self.embedding
-        return self.embedding.astype(dtype, copy=bool(copy) or dtype != self.embedding.dtype)
+    def __array_finalize__(self, obj):
+        # copies of the same shape (``.copy()``, ``copy.copy``) keep the attributes
+        if isinstance(obj, _Embedding) and obj.__dict__ and obj.shape == self.shape:
+            self.__dict__.update(obj.__dict__)
+            self.gradient_descent_params = dict(obj.gradient_descent_params)
+            self.optimizer_state = obj.optimizer_state.copy()
+            self.__dict__.pop("_interpolation_grid", None)  # holds the original's buffer
 
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if "out" in kwargs:
-            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Embedding) else o for o in kwargs["out"])
-        inputs = tuple(x.embedding if isinstance(x, _Embedding) else x for x in inputs)
-        return getattr(ufunc, method)(*inputs, **kwargs)
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        inputs = tuple(x.view(np.ndarray) if isinstance(x, _Embedding) else x for x in inputs)
+        if out is not None:
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, _Embedding) else o for o in out)
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        if out is not None and any(isinstance(o, _Embedding) for o in out):  # in place: ``embedding += 1``
+            return out[0] if len(out) == 1 else out
+        return result
+
+    def __array_wrap__(self, arr, context=None, return_scalar=False):
+        arr = arr.view(np.ndarray)
+        return arr[()] if return_scalar else arr
 
     def __getitem__(self, key):
-        return self.embedding[key]
+        return self.view(np.ndarray)[key]
 
     def __iter__(self):
-        return iter(self.embedding)
+        return iter(self.view(np.ndarray))
 
     @property
-    def shape(self):
-        return self.embedding.shape
+    def embedding(self):
+        """The coordinates as a plain ndarray (a view of this embedding's buffer)."""
+        return self.view(np.ndarray)
 
-    @property
-    def base(self):
-        """The array that holds the coordinates: ``optimize(inplace=True)`` writes into it,
-        ``optimize()`` returns an embedding with a new one (openTSNE's ``base``)."""
-        return self.embedding
+    @embedding.setter
+    def embedding(self, value):
+        self.view(np.ndarray)[...] = value
 
-    @property
-    def ndim(self):
-        return self.embedding.ndim
+    def __reduce__(self):
+        rebuild, args, state = super().__reduce__()
+        attrs = dict(self.__dict__)
+        attrs.pop("_backend_cache", None)  # device tensors: rebuilt on the next optimize
+        return rebuild, args, (state, attrs)
 
-    @property
-    def dtype(self):
-        return self.embedding.dtype
-
-    def __len__(self):
-        return self.embedding.shape[0]
-
-    def __repr__(self):
-        kl = "not optimised" if self.kl_divergence is None else f"KL={self.kl_divergence:.4f}"
-        return f"{type(self).__name__}(n_samples={self.shape[0]}, n_components={self.shape[1]}, {kl})"
+    def __setstate__(self, state):
+        array_state, attrs = state
+        super().__setstate__(array_state)
+        self.__dict__.update(attrs)
 
     @property
     def optimizer(self):
@@ -172,6 +182,7 @@ class _Embedding(NDArrayOperatorsMixin):
         target = self if inplace else self._copy()
         if n_iter == 0:
             return target
+        target.__dict__.pop("_interpolation_grid", None)  # the coordinates move: the grid is stale
         n_samples, n_components, dense, reference = target._gradient_problem()
         options = resolve(options, n_samples, n_components, engine, dense=dense, reference=reference is not None)
         backend = target._gradient_backend(options, engine, n_components, reference)
@@ -209,16 +220,12 @@ class _Embedding(NDArrayOperatorsMixin):
             self._backend_cache = (key, backend)
         return backend
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_backend_cache", None)  # device tensors: rebuilt on the next optimize
-        return state
-
     def _copy(self):
-        new = copy.copy(self)
-        new.embedding = self.embedding.copy()
+        new = np.array(self.view(np.ndarray), copy=True).view(type(self))  # its own buffer, its own base
+        new.__dict__.update(self.__dict__)
         new.optimizer_state = self.optimizer_state.copy()
         new.gradient_descent_params = dict(self.gradient_descent_params)
+        new.__dict__.pop("_interpolation_grid", None)
         return new
 
 
@@ -271,6 +278,41 @@ class TSNEEmbedding(_Embedding):
     def _gradient_problem(self):
         """``(n_samples, n_components, dense P, reference)`` that decide the gradient method."""
         return self.P.shape[0], self.embedding.shape[1], isinstance(self.P, np.ndarray), None
+
+    def prepare_interpolation_grid(self, padding=0.25):
+        """Build now, once, what the FFT method needs to place new points into this embedding.
+
+        The reference charges are spread on a grid covering this embedding's bounding box
+        widened by ``padding`` times its extent on every side, and the grid potentials computed
+        (for the embedding's ``dof``). Later :meth:`transform` / :meth:`prepare_partial` calls
+        with ``negative_gradient_method="fft"`` and the same grid parameters start from this grid
+        instead of building their own (the placement differs from an unprepared one by the
+        interpolation error only); new points that leave the grid make that call build a larger
+        one. ``optimize`` drops the grid (the coordinates move). Other methods do not use it.
+
+        Parameters
+        ----------
+        padding : float, default=0.25
+            Fraction of the embedding's extent added on every side.
+
+        Returns
+        -------
+        self
+        """
+        from .gradients.fft import FFTReferenceRepulsion
+
+        padding = check_scalar(padding, "padding", f"{type(self).__name__}.prepare_interpolation_grid", float,
+                               low=0.0, closed="left")
+        params = self.gradient_descent_params
+        options = OptimizeOptions.build("prepare_interpolation_grid", **params)
+        grid = (options.n_interpolation_points, options.min_num_intervals, options.ints_in_interval)
+        Y = np.array(self.embedding)  # the grid keeps its own copy of the coordinates
+        repulsion = FFTReferenceRepulsion(Y, *grid, n_jobs=options.n_jobs)
+        lo, hi = Y.min(axis=0), Y.max(axis=0)
+        pad = padding * (hi - lo)
+        repulsion.prepare(lo - pad, hi + pad, options.dof)
+        self._interpolation_grid = (grid, repulsion)
+        return self
 
     def prepare_partial(self, X, initialization="median", k=25, **affinity_params):
         """Relate new points ``X`` to this embedding and place them, without optimising.
@@ -388,3 +430,15 @@ class PartialTSNEEmbedding(_Embedding):
     def _gradient_problem(self):
         ref = np.asarray(self.reference_embedding)
         return ref.shape[0], ref.shape[1], False, ref
+
+    def _gradient_backend(self, options, engine, n_components, reference):
+        """The reference's prepared FFT grid (:meth:`TSNEEmbedding.prepare_interpolation_grid`)
+        where it fits these options; otherwise the engine's backend."""
+        prepared = self.reference_embedding.__dict__.get("_interpolation_grid")
+        if (prepared is not None and engine.kind == "numba" and options.negative_gradient_method == "fft"
+                and prepared[0] == (options.n_interpolation_points, options.min_num_intervals,
+                                    options.ints_in_interval)):
+            from .gradients import PartialGradient
+
+            return PartialGradient(reference, prepared[1].fork(options.n_jobs))
+        return super()._gradient_backend(options, engine, n_components, reference)

@@ -14,6 +14,7 @@ accuracy and the measurements behind its choices in docs/design/fft.md.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 
@@ -495,6 +496,23 @@ class FFTReferenceRepulsion(_FFTBase):
             _apply_kernel(spec.reshape(-1, m + 1), khat2, khat1, m, d, False)
             phi[c] = _inverse(spec, layout, self._workers)
         return phi
+
+    def prepare(self, lo, hi, dof):
+        """Choose the grid for new points within the box ``[lo, hi]`` now: spread the reference
+        charges and compute the potentials for ``dof`` (what the first call would do)."""
+        self._regrid(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
+        self._phi = self._potentials(float(dof))
+        self._phi_key = (self._grid_id, float(dof))
+
+    def fork(self, n_jobs=None):
+        """A copy that reads this one's grid, charges and potentials (never writing them: a new
+        grid or ``dof`` is built in the copy) with its own per-call buffers."""
+        new = copy.copy(self)
+        new._ref_points = _Interpolation()
+        new._points = _Interpolation()
+        if n_jobs is not None:
+            new.n_jobs, new._workers = n_jobs, effective_n_jobs(n_jobs)
+        return new
 
     def __call__(self, Y, dof, out, z):
         Y = np.ascontiguousarray(Y, dtype=np.float64)
