@@ -375,10 +375,9 @@ def _scatter_unmatched(ind, cond, has_mirror, own, indptr, cursor):
 def _merge_tails(ind, cond, own, indptr, bi, bv):
     """Merge each row's two column-sorted parts (its own entries, then the tail of mirror-less
     pairs) in place: the own entries are copied into the buffers ``bi`` / ``bv`` (``k`` entries
-    of ``ind``'s / ``cond``'s dtype), then merged
-    from the front, where writing never overtakes the tail's next unread entry (serial: a
-    memory-bound pass once per P, cheaper to run on one thread than a parallel region is to
-    compile)."""
+    of ``ind``'s / ``cond``'s dtype), then merged from the front, where writing never overtakes
+    the tail's next unread entry (serial: a memory-bound pass once per P, cheaper to run on one
+    thread than a parallel region is to compile)."""
     n = own.shape[0]
     for i in range(n):
         lo, m, hi = indptr[i], own[i], indptr[i + 1]
