@@ -30,16 +30,17 @@ _ROW_BLOCK = 256
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, work):
+def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, work_d, work_p):
     """Conditional probabilities ``p_{j|i}`` row by row (each thread owns blocks of rows).
 
     ``sq_distances`` is ``(n, k)``; when ``skip_self`` the matrix is square and
     its diagonal is left out (scikit-learn's dense exact path). ``betas[i]``
     receives the precision found for row ``i``. Each row is copied into a float64
     buffer before its search, so ``out`` may be ``sq_distances`` itself (in place), and
-    float32 distances are searched in double precision. ``work`` holds those buffers,
-    ``(n_blocks, 2, k)`` float64 (from the caller: an allocation in a kernel compiles numba's
-    ``np.empty`` on the first run).
+    float32 distances are searched in double precision. ``work_d`` and ``work_p``, two separate
+    ``(n_blocks, k)`` float64 arrays, hold each block's distance and probability buffers (from
+    the caller: an allocation in a kernel compiles numba's ``np.empty`` on the first run; two
+    arrays, so that the compiler knows the two buffers apart as it knew two allocations).
 
     The entropy ``H`` falls with ``beta``, and ``dH / dlog(beta) = -Var_p(beta d)``
     (``d`` the shifted squared distances, ``p`` the row's probabilities), so each step
@@ -56,7 +57,7 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
     for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
         hi = (block + 1) * _ROW_BLOCK
         _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas,
-                     block * _ROW_BLOCK, hi if hi < n else n, work[block, 0], work[block, 1])
+                     block * _ROW_BLOCK, hi if hi < n else n, work_d[block], work_p[block])
 
 
 @numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -153,10 +154,10 @@ def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jo
     D = np.ascontiguousarray(sq_distances, dtype=dtype)
     out = D if overwrite else np.empty_like(D)
     betas = np.empty(D.shape[0])
-    work = np.empty(((D.shape[0] + _ROW_BLOCK - 1) // _ROW_BLOCK, 2, D.shape[1]))
+    n_blocks = (D.shape[0] + _ROW_BLOCK - 1) // _ROW_BLOCK
     with thread_limit(n_jobs):
         _perplexity_search(D, bool(skip_self), float(perplexity), PERPLEXITY_TOLERANCE, PERPLEXITY_MAX_ITER, out,
-                           betas, work)
+                           betas, np.empty((n_blocks, D.shape[1])), np.empty((n_blocks, D.shape[1])))
     return (out, betas) if return_betas else out
 
 
