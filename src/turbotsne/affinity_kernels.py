@@ -30,14 +30,17 @@ _ROW_BLOCK = 256
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, betas):
+def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, work_d, work_p):
     """Conditional probabilities ``p_{j|i}`` row by row (each thread owns blocks of rows).
 
     ``sq_distances`` is ``(n, k)``; when ``skip_self`` the matrix is square and
     its diagonal is left out (scikit-learn's dense exact path). ``betas[i]``
     receives the precision found for row ``i``. Each row is copied into a float64
     buffer before its search, so ``out`` may be ``sq_distances`` itself (in place), and
-    float32 distances are searched in double precision.
+    float32 distances are searched in double precision. ``work_d`` and ``work_p``, two separate
+    ``(n_blocks, k)`` float64 arrays, hold each block's distance and probability buffers (from
+    the caller: an allocation in a kernel compiles numba's ``np.empty`` on the first run; two
+    arrays, so that the compiler knows the two buffers apart as it knew two allocations).
 
     The entropy ``H`` falls with ``beta``, and ``dH / dlog(beta) = -Var_p(beta d)``
     (``d`` the shifted squared distances, ``p`` the row's probabilities), so each step
@@ -52,11 +55,9 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
     """
     n, k = sq_distances.shape
     for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        d = np.empty(k)
-        p = np.empty(k)
         hi = (block + 1) * _ROW_BLOCK
         _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas,
-                     block * _ROW_BLOCK, hi if hi < n else n, d, p)
+                     block * _ROW_BLOCK, hi if hi < n else n, work_d[block], work_p[block])
 
 
 @numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -153,9 +154,10 @@ def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jo
     D = np.ascontiguousarray(sq_distances, dtype=dtype)
     out = D if overwrite else np.empty_like(D)
     betas = np.empty(D.shape[0])
+    n_blocks = (D.shape[0] + _ROW_BLOCK - 1) // _ROW_BLOCK
     with thread_limit(n_jobs):
         _perplexity_search(D, bool(skip_self), float(perplexity), PERPLEXITY_TOLERANCE, PERPLEXITY_MAX_ITER, out,
-                           betas)
+                           betas, np.empty((n_blocks, D.shape[1])), np.empty((n_blocks, D.shape[1])))
     return (out, betas) if return_betas else out
 
 
@@ -199,14 +201,14 @@ def symmetrize(conditional, indices, n_samples=None, *, overwrite=False):
     own = np.empty(n, dtype=np.int64)
     ind2, cond2 = ind[:n * k].reshape(n, k), cond[:n * k].reshape(n, k)
     _sort_rows(ind2, cond2)
-    counts = _sum_pairs(ind2, cond2, has_mirror, own)
+    counts = np.empty(n, dtype=np.int64)  # (the kernels allocate nothing: see _sum_pairs)
+    _sum_pairs(ind2, cond2, has_mirror, own, counts)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    del counts
     _place_rows(ind, cond, own, indptr, k)
-    _scatter_unmatched(ind, cond, has_mirror, own, indptr)
-    del has_mirror
-    _merge_tails(ind, cond, own, indptr, k)
+    _scatter_unmatched(ind, cond, has_mirror, own, indptr, counts)  # counts' memory as its cursors
+    del has_mirror, counts
+    _merge_tails(ind, cond, own, indptr, np.empty(k, dtype=ind.dtype), np.empty(k, dtype=cond.dtype))
     nnz = int(indptr[-1])
     cond, ind = cond[:nnz], ind[:nnz]
     cond /= max(float(cond.sum(dtype=np.float64)), MACHINE_EPSILON)
@@ -286,12 +288,14 @@ def _sort_rows(ind, cond):
 
 
 @numba.njit(parallel=True, cache=True)
-def _sum_pairs(ind, cond, has_mirror, own):
+def _sum_pairs(ind, cond, has_mirror, own, counts):
     """In the ``(n, k)`` kNN arrays, each row sorted by column: give both entries of every pair
     ``(i, j)`` / ``(j, i)`` their sum ``p_{j|i} + p_{i|j}`` (``has_mirror`` marks them; a
     self-pair is doubled), drop the zero entries (rows compacted to the front, ``own[i]``
-    entries kept). Returns every output row's entries: its own plus the mirror-less pairs
-    ``(j, i)`` that point at it."""
+    entries kept). ``counts[i]`` receives every output row's entries: its own plus the
+    mirror-less pairs ``(j, i)`` that point at it. These kernels allocate nothing (an
+    allocation in a kernel compiles numba's ``np.empty`` on the first run): the caller hands
+    in every array."""
     n, k = ind.shape
     for i in numba.prange(n):
         # each pair is searched and summed once, from its lower row; the entry written in the
@@ -312,7 +316,6 @@ def _sum_pairs(ind, cond, has_mirror, own):
                     has_mirror[j, pos] = True
     # serial from here: the compaction is a memory-bound pass once per P (cheaper on one thread
     # than a parallel region is to compile), and rows receive counts from rows other threads own
-    counts = np.empty(n, dtype=np.int64)
     for i in range(n):
         c = 0
         for t in range(k):
@@ -327,7 +330,6 @@ def _sum_pairs(ind, cond, has_mirror, own):
         for t in range(own[i]):
             if not has_mirror[i, t]:
                 counts[ind[i, t]] += 1
-    return counts
 
 
 @numba.njit(cache=True)
@@ -352,13 +354,13 @@ def _place_rows(ind, cond, own, indptr, k):
 
 
 @numba.njit(cache=True)
-def _scatter_unmatched(ind, cond, has_mirror, own, indptr):
+def _scatter_unmatched(ind, cond, has_mirror, own, indptr, cursor):
     """Each mirror-less pair ``(i, j)`` of row ``i``'s own entries as entry ``(j, i)`` behind
-    row ``j``'s own entries (serial, ``i`` ascending: each row's tail comes out sorted)."""
+    row ``j``'s own entries (serial, ``i`` ascending: each row's tail comes out sorted);
+    ``cursor`` (``n`` int64, overwritten) holds each row's next free position."""
     n = own.shape[0]
     # indptr[:n] + own as a loop: an array expression would compile numba's broadcasting
     # machinery into this kernel (~0.2 s more on the first run)
-    cursor = np.empty(n, dtype=np.int64)
     for i in range(n):
         cursor[i] = indptr[i] + own[i]
     for i in range(n):
@@ -371,15 +373,13 @@ def _scatter_unmatched(ind, cond, has_mirror, own, indptr):
 
 
 @numba.njit(cache=True)
-def _merge_tails(ind, cond, own, indptr, k):
+def _merge_tails(ind, cond, own, indptr, bi, bv):
     """Merge each row's two column-sorted parts (its own entries, then the tail of mirror-less
-    pairs) in place: the own entries are copied into a buffer (at most ``k``), then merged
-    from the front, where writing never overtakes the tail's next unread entry (serial: a
-    memory-bound pass once per P, cheaper to run on one thread than a parallel region is to
-    compile)."""
+    pairs) in place: the own entries are copied into the buffers ``bi`` / ``bv`` (``k`` entries
+    of ``ind``'s / ``cond``'s dtype), then merged from the front, where writing never overtakes
+    the tail's next unread entry (serial: a memory-bound pass once per P, cheaper to run on one
+    thread than a parallel region is to compile)."""
     n = own.shape[0]
-    bi = np.empty(k, dtype=ind.dtype)
-    bv = np.empty(k, dtype=cond.dtype)
     for i in range(n):
         lo, m, hi = indptr[i], own[i], indptr[i + 1]
         if m == hi - lo:

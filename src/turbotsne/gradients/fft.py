@@ -107,7 +107,7 @@ def _finite_bounds(Y):
     d = Y.shape[1]
     n_blocks = max(1, min(64, Y.shape[0] // 4096))
     part = np.empty((n_blocks, 2, d))
-    if Y.shape[0] == 0 or not _block_bounds(Y, part):
+    if Y.shape[0] == 0 or not _block_bounds(Y, part, np.empty(n_blocks, dtype=np.bool_)):
         raise ValueError("The embedding contains NaN or inf; the FFT repulsion needs finite values.")
     return part[:, 0].min(axis=0), part[:, 1].max(axis=0)
 
@@ -155,10 +155,11 @@ class _Interpolation:
             self.scratch = np.empty((n, d))  # gathered forces in box order
             self.scratch_z = np.empty(n)
             self.start = np.empty(layout.n_boxes ** d + 1, dtype=np.int64)
+            self.fill = np.empty(layout.n_boxes ** d, dtype=np.int64)  # the sort's cursors
             self._key = key
         origin = np.ascontiguousarray(origin, dtype=np.float64)
         _boxes(Y, origin, 1.0 / spacing, layout.m_nodes, layout.p, layout.n_boxes, self.box)
-        _sort_by_box(self.box, layout.n_boxes ** d, self.start, self.order)
+        _sort_by_box(self.box, layout.n_boxes ** d, self.start, self.order, self.fill)
         _interpolation_weights(Y, np.ascontiguousarray(centre, dtype=np.float64), self.order, origin,
                                1.0 / spacing, layout.m_nodes, layout.combo, layout.strides, self.base,
                                self.weights, self.charges)
@@ -392,12 +393,13 @@ class FFTRepulsion(_FFTBase):
             self._cell = np.empty(n, dtype=np.int64)
             self._cell_order = np.empty(n, dtype=np.int64)
             self._cell_start = np.empty(n_cells ** d + 1, dtype=np.int64)
+            self._cell_fill = np.empty(n_cells ** d, dtype=np.int64)
             self._cell_ys = np.zeros((3, n), dtype=np.float32)  # rows d.. stay zero (see _near_field)
             self._near_acc = np.empty((n, d))
             self._row_z = np.empty(n)
             self._near_key = key
         _cells(Y, lo, n_cells / extent, n_cells, self._cell)
-        _sort_by_box(self._cell, n_cells ** d, self._cell_start, self._cell_order)
+        _sort_by_box(self._cell, n_cells ** d, self._cell_start, self._cell_order, self._cell_fill)
         _cell_sorted(Y, self._cell_order, lo, self._cell_ys)
         bufs = self._near_buffers()
         with numba.parallel_chunksize(NEAR_FIELD_CHUNK):
