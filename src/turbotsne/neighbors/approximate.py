@@ -117,6 +117,12 @@ class DenseIndex(ApproximateIndex):
     def supports(cls, metric, sparse=False):
         return not sparse and not callable(metric) and canonical(metric) in cls._METRICS
 
+    @classmethod
+    def valid_metrics(cls, sparse=False):
+        if sparse:
+            return frozenset()
+        return frozenset(cls._METRICS) | {m for m, c in ALIASES.items() if c in cls._METRICS}
+
     def _transform(self, X):
         X = np.asarray(X, dtype=np.float32)
         if canonical(self.metric) == "correlation":
@@ -250,12 +256,6 @@ class Annoy(DenseIndex):
         self.n_trees = n_trees
         self.search_k = search_k
 
-    @classmethod
-    def valid_metrics(cls, sparse=False):
-        if sparse:
-            return frozenset()
-        return frozenset(cls._METRICS) | {m for m, c in ALIASES.items() if c in cls._METRICS}
-
     def build(self, X, k):
         annoy, X, k, Xt = self._start_build(X, k)
         self._index = annoy.AnnoyIndex(X.shape[1], self._METRICS[canonical(self.metric)])
@@ -386,12 +386,6 @@ class HNSW(DenseIndex):
         self.ef_construction = ef_construction
         self.ef = ef
 
-    @classmethod
-    def valid_metrics(cls, sparse=False):
-        if sparse:
-            return frozenset()
-        return frozenset(cls._METRICS) | {"l2"}
-
 
     def _set_ef(self, k):
         self._index.set_ef(max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), self._index.get_current_count())))
@@ -492,12 +486,6 @@ class Voyager(DenseIndex):
         self.ef_construction = ef_construction
         self.ef = ef
         self.deterministic = deterministic
-
-    @classmethod
-    def valid_metrics(cls, sparse=False):
-        if sparse:
-            return frozenset()
-        return frozenset(cls._METRICS) | {"l2"}
 
     def _make_graph(self, Xt, n_jobs):
         voyager = self.require()
