@@ -39,14 +39,18 @@ def _require():
     return da
 
 
+def _check_numeric_columns(frame, owner):
+    bad = [c for c, t in frame.dtypes.items() if t.kind not in "biuf"]
+    if bad:
+        raise ValueError(f"{owner}: the dask DataFrame has non-numeric columns {bad}; select the numeric ones.")
+
+
 def as_dask_array(X, *, owner="transform"):
     """A 2-D numeric dask array from a dask array or dask DataFrame, checked before any work:
     known row chunk sizes, numeric dtype, one column chunk."""
     da = _require()
     if hasattr(X, "to_dask_array"):  # a dask DataFrame: numeric columns only, row counts computed
-        bad = [c for c, t in X.dtypes.items() if t.kind not in "biuf"]
-        if bad:
-            raise ValueError(f"{owner}: the dask DataFrame has non-numeric columns {bad}; select the numeric ones.")
+        _check_numeric_columns(X, owner)
         X = X.to_dask_array(lengths=True)
     if not isinstance(X, da.Array):
         raise TypeError(f"{owner} takes a dask array or dask DataFrame here; got {type(X).__name__}.")
@@ -202,10 +206,8 @@ def _check_source(source, key=None):
             _h5ad_dataset(path, key)
         elif key is not None:
             raise ValueError(f"embed: key={key!r} selects an obsm entry of a .h5ad source; {path!r} is not one.")
-    elif hasattr(source, "to_dask_array"):
-        bad = [c for c, t in source.dtypes.items() if t.kind not in "biuf"]
-        if bad:
-            raise ValueError(f"embed: the dask DataFrame has non-numeric columns {bad}; select the numeric ones.")
+    elif hasattr(source, "to_dask_array"):  # its row counts are left for open_source to compute
+        _check_numeric_columns(source, "embed")
     else:
         as_dask_array(source, owner="embed")
 
