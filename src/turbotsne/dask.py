@@ -100,11 +100,10 @@ class _Shipped:
         self.model = model
 
 
-def _place_block(block, model, n_components, params, fixed=None, block_info=None):
+def _place_block(block, shipped, n_components, params, fixed=None, block_info=None):
     """Worker side: the positions of one block of rows (rows in ``fixed = (keep, positions)``, a
     sorted index of all rows and their positions, are not placed but take those positions)."""
-    if isinstance(model, _Shipped):
-        model = model.model
+    model = shipped.model
     out = np.empty((block.shape[0], n_components))
     if block.shape[0] == 0:
         return out
@@ -180,11 +179,12 @@ def _placement(model, X, params, fixed=None, client=None):
         raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features} features.")
     params = {"n_jobs": 1, **params}
     # one copy each per worker, not one per block
+    shipped = _Shipped(_for_placement(model))
     if client is not None:
-        shipped = client.scatter(_Shipped(_for_placement(model)), broadcast=True, hash=False)
+        shipped = client.scatter(shipped, broadcast=True, hash=False)
         extra = {} if fixed is None else {"fixed": client.scatter([fixed], broadcast=True, hash=False)[0]}
     else:
-        shipped = dask.delayed(_Shipped(_for_placement(model)), pure=True)
+        shipped = dask.delayed(shipped, pure=True)
         extra = {} if fixed is None else {"fixed": dask.delayed(fixed, pure=True, traverse=False)}
     return X.map_blocks(_place_block, shipped, d, params, **extra, dtype=np.float64,
                         chunks=(X.chunks[0], (d,)), meta=np.empty((0, d)))
