@@ -196,3 +196,16 @@ def test_cuda_run_matches_cpu_torch(digits):
     kl = [TSNE(random_state=0, neighbors="exact", device=dev, backend="torch").fit(digits).kl_divergence_
           for dev in ("cpu", "cuda")]
     assert abs(kl[1] - kl[0]) <= 0.01 * kl[0]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_torch_fit_emits_no_library_warnings(small, device):
+    # torch 2.11 on CUDA warned "Sparse invariant checks are implicitly disabled" on every fit (seen on
+    # an H200); a user's fit should print nothing from the libraries underneath
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Y = TSNE(random_state=0, n_iter=50, early_exaggeration_iter=25, device=device,
+                 backend="torch").fit_transform(small[0])
+    assert np.all(np.isfinite(Y))

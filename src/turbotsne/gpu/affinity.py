@@ -12,6 +12,7 @@ matrix the rest of the library holds (sorted indices, zeros dropped, sum 1).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -88,9 +89,11 @@ def symmetrize(conditional, indices, n_samples=None):
     rows = torch.arange(n, device=P.device).repeat_interleave(k)
     cols = idx.reshape(-1)
     vals = P.reshape(-1)
-    coo = torch.sparse_coo_tensor(torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])]),
-                                  torch.cat([vals, vals]), (n_samples, n_samples),
-                                  check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # torch >= 2.11 warns even when check_invariants=False is explicit
+        warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
+        coo = torch.sparse_coo_tensor(torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])]),
+                                      torch.cat([vals, vals]), (n_samples, n_samples),
+                                      check_invariants=False).coalesce()
     ij, v = coo.indices(), coo.values()
     keep = v > 0
     ij, v = ij[:, keep], v[keep]
