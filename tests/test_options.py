@@ -4,7 +4,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from turbotsne import PerplexityBasedDense, TSNEEmbedding
-from turbotsne.engine import NUMBA, AUTO_FFT_FROM
+from turbotsne.engine import NUMBA, AUTO_FFT_FROM, AUTO_FFT_FROM_2D_FIT
 from turbotsne.initialization import pca
 from turbotsne.options import (EMBEDDING_DEFAULTS, OptimizeOptions, check_method, early_exaggeration, resolve,
                                resolve_method)
@@ -34,8 +34,12 @@ def test_embedding_defaults_are_the_per_embedding_options():
 
 
 @pytest.mark.parametrize("n, d, dense, reference, expected", [
-    (AUTO_FFT_FROM - 1, 2, False, False, "bh"),
-    (AUTO_FFT_FROM, 2, False, False, "fft"),
+    (AUTO_FFT_FROM_2D_FIT - 1, 2, False, False, "bh"),
+    (AUTO_FFT_FROM_2D_FIT, 2, False, False, "fft"),
+    (AUTO_FFT_FROM - 1, 2, False, True, "bh"),   # new points against a 2-D reference: its own threshold
+    (AUTO_FFT_FROM, 2, False, True, "fft"),
+    (AUTO_FFT_FROM - 1, 1, False, False, "bh"),
+    (AUTO_FFT_FROM, 1, False, False, "fft"),
     (AUTO_FFT_FROM, 3, False, False, "fft"),
     (AUTO_FFT_FROM, 3, False, True, "bh"),   # new points against a 3-D reference stay on Barnes-Hut
     (AUTO_FFT_FROM, 1, False, True, "fft"),

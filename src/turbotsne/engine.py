@@ -29,6 +29,9 @@ _INSTALL_HINT = 'pip install "turbotsne[gpu]"'
 
 #: below this many points "auto" picks Barnes-Hut on the CPU, from it on FFT interpolation (1-3 dimensions)
 AUTO_FFT_FROM = 10_000
+#: the same for a 2-D fit, whose Barnes-Hut traversal walks the tree per group of points (the two
+#: methods tie near 15,000 MNIST points: BENCHMARKS.md, "Barnes-Hut grouped traversal")
+AUTO_FFT_FROM_2D_FIT = 15_000
 
 
 class _Engine:
@@ -83,12 +86,13 @@ class NumbaEngine(_Engine):
 
     def auto_method(self, n_samples, n_components, *, dense=False, reference=False):
         """``negative_gradient_method="auto"``: exact for a dense P or more than 3 components;
-        Barnes-Hut below :data:`AUTO_FFT_FROM` points, FFT interpolation from there on; new points
-        against a 3-D reference stay on Barnes-Hut (the reference FFT has no near field, so its
-        capped 3-D grid would be coarse)."""
+        Barnes-Hut below :data:`AUTO_FFT_FROM` points (:data:`AUTO_FFT_FROM_2D_FIT` for a 2-D fit),
+        FFT interpolation from there on; new points against a 3-D reference stay on Barnes-Hut
+        (the reference FFT has no near field, so its capped 3-D grid would be coarse)."""
         if dense or n_components > 3:
             return "exact"
-        if n_samples < AUTO_FFT_FROM or (reference and n_components == 3):
+        threshold = AUTO_FFT_FROM_2D_FIT if n_components == 2 and not reference else AUTO_FFT_FROM
+        if n_samples < threshold or (reference and n_components == 3):
             return "bh"
         return "fft"
 

@@ -23,8 +23,10 @@ from .._config import FASTMATH
 #: levels below the root (the depth cap) per embedding dimension; ``d * depth``
 #: bits must fit into a non-negative int64 key.
 DEPTH = {1: 30, 2: 30, 3: 21}
-#: points per parallel block in the traversal.
+#: points per parallel block in the traversal of foreign queries.
 _BLOCK = 64
+#: the fit's 2-D traversal walks the tree once per cell of at most this many points.
+_GROUP = 128
 #: radix sort: bits per digit and rows per histogram block.
 _RADIX_BITS = 8
 _SORT_BLOCK = 8192
@@ -641,69 +643,149 @@ def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
     return total
 
 
+@numba.njit(cache=True)
+def _cell_groups(node_i, limit, starts, ends, stack):
+    """Cover the tree's points by its cells of at most ``limit`` points (leaves of more, at the
+    depth cap, as they are): their point ranges, in Morton order, into ``starts`` / ``ends``;
+    returns their number."""
+    n_groups = 0
+    top = 1
+    stack[0] = 0
+    while top > 0:
+        top -= 1
+        t = stack[top]
+        if node_i[t, 1] - node_i[t, 0] <= limit or node_i[t, 3] == 0:
+            starts[n_groups] = node_i[t, 0]
+            ends[n_groups] = node_i[t, 1]
+            n_groups += 1
+        else:
+            c0 = node_i[t, 2]
+            for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
+                stack[top] = ch
+                top += 1
+    return n_groups
+
+
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _traverse_own_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
-    """:func:`_traverse_2d` for the tree's own points (``own`` true, ``Q is Ys``): the fit's
-    kernel, without the foreign queries' kernel criterion (which it never takes), so a fit
-    does not compile it."""
-    n = Q.shape[0]
+def _traverse_own_2d(Ys, qorder, node_i, node_f, dof, starts, ends, n_groups, out, row_z):
+    """The fit's repulsion in 2-D: the tree's own points, walked one group at a time.
+
+    A group is a cell of :func:`_cell_groups` (points ``starts[g]:ends[g]`` of ``Ys``). The
+    tree is walked once per group: a cell holding none of the group's points is summarised
+    for all of them when the opening criterion holds from the nearest point of the group's
+    bounding box (so it holds for each of them), a leaf is summed exactly, anything else is
+    opened. Each point therefore gets the interactions the per-point criterion would give it,
+    or finer ones. Every point meets its own leaf, where its own pair adds ``w = 1`` and no
+    force; that 1 is taken off its ``z``. The inner loops run over the group's points, with
+    the kernel written out for ``dof = 1`` and for any other ``dof`` (no branch inside, so
+    they vectorise). Results go to row ``qorder[p]`` of ``out`` / ``row_z``; returns the sum of
+    ``row_z`` (``Z``).
+    """
+    n = Ys.shape[0]
     unit_dof = dof == 1.0
     a1 = (dof + 1.0) / dof
     a2 = a1 * (dof + 2.0) / dof
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in numba.prange(n_blocks):
+    for grp in numba.prange(n_groups):
+        p0 = starts[grp]
+        size = ends[grp] - p0
+        gy = np.empty((2, size))  # the group's coordinates, contiguous
+        acc = np.empty((3, size))
+        lo0 = np.inf
+        lo1 = np.inf
+        hi0 = -np.inf
+        hi1 = -np.inf
+        for p in range(size):
+            v = Ys[p0 + p, 0]
+            gy[0, p] = v
+            lo0 = v if v < lo0 else lo0
+            hi0 = v if v > hi0 else hi0
+            v = Ys[p0 + p, 1]
+            gy[1, p] = v
+            lo1 = v if v < lo1 else lo1
+            hi1 = v if v > hi1 else hi1
+            acc[0, p] = 0.0
+            acc[1, p] = 0.0
+            acc[2, p] = 0.0
         stack = np.empty(_STACK, dtype=np.int64)
-        for p in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            me = p
-            y0 = Q[p, 0]
-            y1 = Q[p, 1]
-            f0 = 0.0
-            f1 = 0.0
-            z = 0.0
-            top = 1
-            stack[0] = 0
-            while top > 0:
-                top -= 1
-                t = stack[top]
-                s = node_i[t, 0]
-                e = node_i[t, 1]
-                r0 = y0 - node_f[t, 0]
-                r1 = y1 - node_f[t, 1]
-                d2 = r0 * r0 + r1 * r1
-                crit = node_f[t, 2]
-                summarise = d2 > crit and (me < s or me >= e)
-                if summarise:
-                    m = e - s
-                    c01 = node_f[t, 4]
-                    v0 = node_f[t, 3] * r0 + c01 * r1
-                    v1 = c01 * r0 + node_f[t, 6] * r1
-                    q = r0 * v0 + r1 * v1
-                    tr = node_f[t, 3] + node_f[t, 6]
-                    w, g, ib = _pair(d2, dof, unit_dof)
-                    z += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
-                    fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
-                    fv = -2.0 * m * g * a1 * ib
-                    f0 += fr * r0 + fv * v0
-                    f1 += fr * r1 + fv * v1
-                elif node_i[t, 3] == 0:
-                    for j in range(s, e):
-                        if j == me:
-                            continue
-                        u0 = y0 - Ys[j, 0]
-                        u1 = y1 - Ys[j, 1]
-                        w, g, _ = _pair(u0 * u0 + u1 * u1, dof, unit_dof)
-                        z += w
-                        f0 += g * u0
-                        f1 += g * u1
+        top = 1
+        stack[0] = 0
+        while top > 0:
+            top -= 1
+            t = stack[top]
+            s = node_i[t, 0]
+            e = node_i[t, 1]
+            c0 = node_f[t, 0]
+            c1 = node_f[t, 1]
+            g0 = lo0 - c0 if c0 < lo0 else (c0 - hi0 if c0 > hi0 else 0.0)
+            g1 = lo1 - c1 if c1 < lo1 else (c1 - hi1 if c1 > hi1 else 0.0)
+            if g0 * g0 + g1 * g1 > node_f[t, 2] and (e <= p0 or s >= p0 + size):
+                # far from every point of the group: the second-order summary, per point
+                m = e - s
+                cxx = node_f[t, 3]
+                cxy = node_f[t, 4]
+                cyy = node_f[t, 6]
+                tr = cxx + cyy
+                if unit_dof:  # w = 1 / b, g = w^2, a1 = 2, a2 = 6
+                    for p in range(size):
+                        r0 = gy[0, p] - c0
+                        r1 = gy[1, p] - c1
+                        v0 = cxx * r0 + cxy * r1
+                        v1 = cxy * r0 + cyy * r1
+                        q = r0 * v0 + r1 * v1
+                        w = 1.0 / (1.0 + r0 * r0 + r1 * r1)
+                        mw = m * w
+                        acc[2, p] += mw * (1.0 - w * tr + 4.0 * w * w * q)
+                        fr = mw * w * (1.0 - 2.0 * w * tr + 12.0 * w * w * q)
+                        fv = -4.0 * mw * w * w
+                        acc[0, p] += fr * r0 + fv * v0
+                        acc[1, p] += fr * r1 + fv * v1
                 else:
-                    c0 = node_i[t, 2]
-                    for ch in range(c0 + node_i[t, 3] - 1, c0 - 1, -1):
-                        stack[top] = ch
-                        top += 1
-            i = qorder[p]
-            out[i, 0] = f0
-            out[i, 1] = f1
-            row_z[i] = z
+                    for p in range(size):
+                        r0 = gy[0, p] - c0
+                        r1 = gy[1, p] - c1
+                        v0 = cxx * r0 + cxy * r1
+                        v1 = cxy * r0 + cyy * r1
+                        q = r0 * v0 + r1 * v1
+                        ib = 1.0 / (1.0 + (r0 * r0 + r1 * r1) / dof)
+                        w = ib**dof
+                        g = w * ib
+                        acc[2, p] += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
+                        fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
+                        fv = -2.0 * m * g * a1 * ib
+                        acc[0, p] += fr * r0 + fv * v0
+                        acc[1, p] += fr * r1 + fv * v1
+            elif node_i[t, 3] == 0:
+                # a leaf: every pair exactly (a point with itself: w = 1, no force)
+                for j in range(s, e):
+                    x0 = Ys[j, 0]
+                    x1 = Ys[j, 1]
+                    if unit_dof:
+                        for p in range(size):
+                            u0 = gy[0, p] - x0
+                            u1 = gy[1, p] - x1
+                            w = 1.0 / (1.0 + u0 * u0 + u1 * u1)
+                            acc[2, p] += w
+                            acc[0, p] += w * w * u0
+                            acc[1, p] += w * w * u1
+                    else:
+                        for p in range(size):
+                            u0 = gy[0, p] - x0
+                            u1 = gy[1, p] - x1
+                            ib = 1.0 / (1.0 + (u0 * u0 + u1 * u1) / dof)
+                            w = ib**dof
+                            acc[2, p] += w
+                            acc[0, p] += w * ib * u0
+                            acc[1, p] += w * ib * u1
+            else:
+                c = node_i[t, 2]
+                for ch in range(c + node_i[t, 3] - 1, c - 1, -1):
+                    stack[top] = ch
+                    top += 1
+        for p in range(size):
+            i = qorder[p0 + p]
+            out[i, 0] = acc[0, p]
+            out[i, 1] = acc[1, p]
+            row_z[i] = acc[2, p] - 1.0
     total = 0.0
     for i in range(n):
         total += row_z[i]
@@ -717,10 +799,9 @@ def _check_theta(theta):
     return theta
 
 
-def _traversal(d, own):
-    if d == 2:
-        return _traverse_own_2d if own else _traverse_2d
-    return _traverse
+def _traversal(d):
+    """The traversal of foreign queries (``transform``) in ``d`` dimensions."""
+    return _traverse_2d if d == 2 else _traverse
 
 
 class _MortonOrder:
@@ -799,6 +880,10 @@ class BarnesHutRepulsion(_LinearTree):
 
     name = "bh"
 
+    def __init__(self, theta):
+        super().__init__(theta)
+        self._allocate_groups(0)
+
     def __call__(self, Y, dof, out):
         if Y.ndim != 2 or not 1 <= Y.shape[1] <= 3:
             raise ValueError(
@@ -811,8 +896,20 @@ class BarnesHutRepulsion(_LinearTree):
             out[...] = 0.0
             return 0.0
         self.build(Y)
-        return _traversal(Y.shape[1], True)(self._Ys, self._order, True, self._Ys, self._node_i, self._node_f,
-                                            float(dof), self.theta, out, self._row_z)
+        dof = float(dof)
+        if Y.shape[1] != 2:
+            return _traverse(self._Ys, self._order, True, self._Ys, self._node_i, self._node_f, dof, self.theta,
+                             out, self._row_z)
+        if self._starts.shape[0] != n:
+            self._allocate_groups(n)
+        n_groups = _cell_groups(self._node_i, _GROUP, self._starts, self._ends, self._group_stack)
+        return _traverse_own_2d(self._Ys, self._order, self._node_i, self._node_f, dof, self._starts, self._ends,
+                                n_groups, out, self._row_z)
+
+    def _allocate_groups(self, n):
+        self._starts = np.empty(n, dtype=np.int64)
+        self._ends = np.empty(n, dtype=np.int64)
+        self._group_stack = np.empty(_STACK, dtype=np.int64)
 
 
 class BarnesHutReferenceRepulsion:
@@ -878,4 +975,4 @@ class BarnesHutReferenceRepulsion:
             raise ValueError("The new points contain NaN or inf.")
         _gather_rows(Y, q._order, q._Ys)
         t = self._tree
-        _traversal(d, False)(q._Ys, q._order, False, t._Ys, t._node_i, t._node_f, dof, t.theta, out, z)
+        _traversal(d)(q._Ys, q._order, False, t._Ys, t._node_i, t._node_f, dof, t.theta, out, z)

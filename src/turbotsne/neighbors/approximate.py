@@ -459,7 +459,8 @@ class Voyager(DenseIndex):
     """Spotify's voyager hierarchical navigable small-world graph (a dependency: binary wheels
     for Linux, macOS and Windows).
 
-    ``M`` and ``ef_construction`` as in :class:`HNSW` (12 and 64); the search breadth is ``ef``
+    ``M`` 12 as in :class:`HNSW`, ``ef_construction`` 40 (the one-thread build's time at a recall
+    still above openTSNE's Annoy: docs/design/neighbors.md); the search breadth is ``ef``
     (default ``k + EF_MARGIN``, at least 50). With ``deterministic=True`` (the default) the
     graph is built on one thread, so that its links, and hence the neighbours found, depend
     only on the data and ``random_state``, not on ``n_jobs`` or thread scheduling; the search
@@ -480,7 +481,7 @@ class Voyager(DenseIndex):
                 "correlation": "Cosine"}
 
     def __init__(self, metric="euclidean", metric_params=None, n_jobs=1, random_state=None,
-                 M=12, ef_construction=64, ef=None, deterministic=True):
+                 M=12, ef_construction=40, ef=None, deterministic=True):
         super().__init__(metric, metric_params, n_jobs, random_state)
         self.M = M
         self.ef_construction = ef_construction
