@@ -406,6 +406,15 @@ def _pair(d2, dof, unit_dof):
 
 
 @numba.njit(inline="always", fastmath=FASTMATH)
+def _second_order(m, w, g, ib, tr, q, a1, a2):
+    # a cell of m points seen through its second-order summary (see the note above): its
+    # term of z, and the factors of r and of C r in its force
+    return (m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q),
+            m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q),
+            -2.0 * m * g * a1 * ib)
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
 def _descent_z(y0, y1, y2, Ys, node_i, node_f, dof, unit_dof):
     """A lower bound of a query's z: the exact sum of w over the leaf reached
     by descending, from the root, always to the child with the nearest centre
@@ -532,9 +541,8 @@ def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
                         q += r[k] * vk
                         tr += node_f[t, cv + k * d + k]
                     w, g, ib = _pair(d2, dof, unit_dof)
-                    z += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
-                    fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
-                    fv = -2.0 * m * g * a1 * ib
+                    dz, fr, fv = _second_order(m, w, g, ib, tr, q, a1, a2)
+                    z += dz
                     for k in range(d):
                         f[k] += fr * r[k] + fv * v[k]
                 elif node_i[t, 3] == 0:
@@ -615,9 +623,8 @@ def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
                     q = r0 * v0 + r1 * v1
                     tr = node_f[t, 3] + node_f[t, 6]
                     w, g, ib = _pair(d2, dof, unit_dof)
-                    z += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
-                    fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
-                    fv = -2.0 * m * g * a1 * ib
+                    dz, fr, fv = _second_order(m, w, g, ib, tr, q, a1, a2)
+                    z += dz
                     f0 += fr * r0 + fv * v0
                     f1 += fr * r1 + fv * v1
                 elif node_i[t, 3] == 0:
@@ -756,9 +763,8 @@ def _traverse_own_2d(Ys, qorder, node_i, node_f, dof, starts, ends, n_groups, ou
                         ib = 1.0 / (1.0 + (r0 * r0 + r1 * r1) / d_)
                         w = ib**d_
                         g = w * ib
-                        acc[2, p] += m * w * (1.0 - ib * tr + 2.0 * a1 * ib * ib * q)
-                        fr = m * g * (1.0 - a1 * ib * tr + 2.0 * a2 * ib * ib * q)
-                        fv = -2.0 * m * g * a1 * ib
+                        dz, fr, fv = _second_order(m, w, g, ib, tr, q, a1, a2)
+                        acc[2, p] += dz
                         acc[0, p] += fr * r0 + fv * v0
                         acc[1, p] += fr * r1 + fv * v1
             elif node_i[t, 3] == 0:
