@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..engine import AUTO_FFT_FROM, NUMBA  # noqa: F401  (AUTO_FFT_FROM: the CPU "auto" rule's threshold)
+from ..engine import AUTO_FFT_FROM, AUTO_FFT_FROM_2D_FIT, NUMBA  # noqa: F401  (the CPU "auto" rule's thresholds)
 from ..options import canonical_method, check_method
 from .attractive import attractive_forces, attractive_forces_single, attractive_log_terms, entropy_term
 from .exact import ExactReferenceRepulsion, ExactRepulsion, dense_log_terms, exact_dense_gradient

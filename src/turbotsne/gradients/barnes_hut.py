@@ -23,7 +23,7 @@ from .._config import FASTMATH
 #: levels below the root (the depth cap) per embedding dimension; ``d * depth``
 #: bits must fit into a non-negative int64 key.
 DEPTH = {1: 30, 2: 30, 3: 21}
-#: points per parallel block in the traversal of foreign queries.
+#: points per parallel block in the generic traversal (1-D / 3-D fits) and that of foreign queries.
 _BLOCK = 64
 #: the fit's 2-D traversal walks the tree once per cell of at most this many points.
 _GROUP = 128
@@ -76,7 +76,7 @@ def _morton_keys(Y, depth, keys):
     """Write the Morton key of every row of ``Y`` into ``keys``; return the cube side.
 
     Returns ``_FAILED_NONFINITE`` when ``Y`` holds NaN or inf. Serial: a few bit operations per
-    point (~0.2 ms at 70,000 points against ~26 ms for the traversal), and a parallel loop
+    point (~0.35 ms at 70,000 points against ~26 ms for the traversal), and a parallel loop
     would cost ~0.5 s more to compile on the first run.
     """
     n, d = Y.shape
@@ -575,7 +575,8 @@ def _traverse(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _traverse_2d(Q, qorder, own, Ys, node_i, node_f, dof, theta, out, row_z):
-    """:func:`_traverse` specialised to d = 2 (scalars instead of small arrays)."""
+    """:func:`_traverse` specialised to d = 2 (scalars instead of small arrays); called for foreign
+    queries (``own`` false) only, since a 2-D fit uses :func:`_traverse_own_2d`."""
     n = Q.shape[0]
     unit_dof = dof == 1.0
     a1 = (dof + 1.0) / dof
