@@ -34,7 +34,8 @@ def without_optional_readers(monkeypatch):
 def assert_same_up_to_rounding(actual, expected):
     """Two transforms of the same points from the same state: equal to the last bits. Repeated
     transforms in one process have differed by up to ~2e-15 (relative) depending on what was
-    allocated in between (an unexplained allocation-dependent rounding, BENCHMARKS.md), so exact
-    equality would make these tests flaky; any real difference is many orders larger."""
+    allocated in between (an allocation-dependent rounding whose cause is not found; one case in
+    docs/design/first_run.md), so exact equality would make these tests flaky; any real
+    difference is many orders larger."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
