@@ -703,7 +703,9 @@ def _traverse_own_2d(Ys, qorder, node_i, node_f, dof, starts, ends, n_groups, ou
     for grp in numba.prange(n_groups):
         p0 = starts[grp]
         size = ends[grp] - p0
-        gy = np.empty((2, size))  # the group's coordinates, contiguous
+        # the group's coordinates and sums in arrays of its own: with sums written into a caller's
+        # (3, n) array the inner loops did not vectorise (5.6 against 3.6 ms at 5k points, 1 thread)
+        gy = np.empty((2, size))
         acc = np.empty((3, size))
         lo0 = np.inf
         lo1 = np.inf
