@@ -27,6 +27,7 @@ from .base import (ALIASES, ANN_HINT, KNNIndex, canonical, check_data, check_k, 
                    keyword_names, knn_dtypes, knn_output, pynndescent_metrics, register_index, seed)
 from .brute import prepare_blas, recompute
 from .exact import Exact
+from .graph import Level0Graph
 from .kernels import sort_rows_inplace
 
 
@@ -47,12 +48,14 @@ class ApproximateIndex(KNNIndex):
         return (not callable(self.metric) and canon in self._REFINE and not self.metric_params
                 and not (sparse and canon == "correlation"))
 
-    def _chunked(self, search, Xq, k, exclude_self):
+    def _chunked(self, search, Xq, k, exclude_self, order=None):
         """``(indices, distances)`` of every row of ``Xq``: ``search(start, stop)`` returns the
         raw neighbours of rows ``start:stop`` (``k + 1`` of them with ``exclude_self``, the
         point itself among them), then each chunk loses self and is refined and sorted
         straight into one ``(n, k)`` output (int64 / float64, or int32 / float32 from
-        ``COMPACT_KNN_FROM_ENTRIES`` entries on: :func:`knn_dtypes`)."""
+        ``COMPACT_KNN_FROM_ENTRIES`` entries on: :func:`knn_dtypes`). ``order``: the reference
+        rows in an order where neighbours lie close in memory; the euclidean refinement then
+        reads a copy in that order (the same distances, fewer cache misses)."""
         canon = canonical(self.metric)
         sparse = sp.issparse(Xq) or sp.issparse(self._ref)
         refine = self._refines(sparse)
@@ -63,6 +66,10 @@ class ApproximateIndex(KNNIndex):
                 Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(Xr, dtype=np.float64)
             if canon in ("cosine", "correlation"):  # unit rows, prepared once for all chunks
                 Xr, _, zr, _ = prepare_blas(Xr, canon)
+            elif order is not None and not sparse:
+                Xr = Xr[order]
+                rank = np.empty(order.shape[0], dtype=np.int64)
+                rank[order] = np.arange(order.shape[0])
         n = Xq.shape[0]
         index_type, distance_type = knn_dtypes(n, Xr.shape[0], k)
         room = distance_type == np.float32  # compact outputs leave room for P (knn_dtypes)
@@ -79,6 +86,8 @@ class ApproximateIndex(KNNIndex):
                 if canon in ("cosine", "correlation"):
                     Pq, _, zq, _ = prepare_blas(Xq[s:e], canon)
                     dist = recompute(canon, Pq, Xr, ind, zq, zr, self.n_jobs)
+                elif order is not None and not sparse:
+                    dist = recompute(canon, Xq[s:e], Xr, rank[ind], n_jobs=self.n_jobs)
                 else:
                     dist = recompute(canon, Xq[s:e], Xr, ind, n_jobs=self.n_jobs)
             out_i[s:e] = ind
@@ -464,7 +473,10 @@ class Voyager(DenseIndex):
     (default ``k + EF_MARGIN``, at least 50). With ``deterministic=True`` (the default) the
     graph is built on one thread, so that its links, and hence the neighbours found, depend
     only on the data and ``random_state``, not on ``n_jobs`` or thread scheduling; the search
-    runs on ``n_jobs`` threads either way. ``deterministic=False`` builds on ``n_jobs`` threads
+    runs on ``n_jobs`` threads either way. For the neighbours of the graph's own points (``build``,
+    euclidean / sqeuclidean), turbotsne searches the graph's bottom layer itself, from each point
+    (:class:`~turbotsne.neighbors.graph.Level0Graph`: vectorised distances, no descent from the top);
+    ``query`` and the cosine space use voyager's search. ``deterministic=False`` builds on ``n_jobs`` threads
     (faster with several cores, not reproducible). Identical rows enter the graph once (a graph
     whose links all join copies of one point cannot be searched from outside): a search then
     finds groups of identical rows, each standing for all its rows.
@@ -497,15 +509,35 @@ class Voyager(DenseIndex):
         index.add_items(Xt, num_threads=1 if self.deterministic else n_jobs)
         return index
 
+    def _breadth(self, k, n_graph):
+        """The search breadth for ``k`` neighbours in a graph of ``n_graph`` points."""
+        return max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), n_graph))
+
     def _search(self, Xq, k, n_jobs):
         """The ``k`` nearest reference rows of each row of ``Xq`` (raw: voyager's ids and distances)."""
         Xq = np.ascontiguousarray(Xq, dtype=np.float32)
         n_graph = self._index.num_elements
-        ef = max(self.ef or 0, min(max(k + self.EF_MARGIN, 50), n_graph))
+        ef = self._breadth(k, n_graph)
         if self._groups is None:
             return self._index.query(Xq, k, num_threads=n_jobs, query_ef=ef)
         ptr, members = self._groups
         ind, dist = self._index.query(Xq, min(k, n_graph), num_threads=n_jobs, query_ef=ef)
+        return expand_groups(ind, dist, ptr, members, k)
+
+    def _search_own(self, graph, Xg, nodes, k, n_jobs):
+        """:meth:`_search` for rows that are the graph's own points ``nodes`` (rows of ``Xg``,
+        the graph's data): a search of the bottom layer from each point itself
+        (:class:`~turbotsne.neighbors.graph.Level0Graph`); a point that reaches too few others
+        through the links (rare) is searched by voyager instead."""
+        n_graph = Xg.shape[0]
+        m, ef = min(k, n_graph), self._breadth(k, n_graph)
+        ind, dist = graph.search(nodes, m, ef, n_jobs)
+        short = np.flatnonzero(ind[:, -1] < 0)
+        if short.size:
+            ind[short], dist[short] = self._index.query(Xg[nodes[short]], m, num_threads=n_jobs, query_ef=ef)
+        if self._groups is None:
+            return ind, dist
+        ptr, members = self._groups
         return expand_groups(ind, dist, ptr, members, k)
 
     def build(self, X, k):
@@ -514,13 +546,20 @@ class Voyager(DenseIndex):
         groups = duplicate_groups(Xt)
         if groups is None:
             self._groups = None
-            self._index = self._make_graph(Xt, n_jobs)
+            Xg, node = Xt, np.arange(Xt.shape[0])
         else:
-            first, _, ptr, members = groups
+            first, node, ptr, members = groups
             self._groups = (ptr, members)
-            self._index = self._make_graph(Xt[first], n_jobs)
+            Xg = np.ascontiguousarray(Xt[first])
+        self._index = self._make_graph(Xg, n_jobs)
         self._ref = X
-        return self._chunked(lambda s, e: self._search(Xt[s:e], k + 1, n_jobs), X, k, exclude_self=True)
+        graph = None
+        if self._METRICS[canonical(self.metric)] == "Euclidean":
+            graph = Level0Graph.from_voyager(self._index, Xg, self.M)
+        if graph is None:  # cosine space, or a layout this version does not read: voyager searches
+            return self._chunked(lambda s, e: self._search(Xt[s:e], k + 1, n_jobs), X, k, exclude_self=True)
+        return self._chunked(lambda s, e: self._search_own(graph, Xg, node[s:e], k + 1, n_jobs), X, k,
+                             exclude_self=True, order=np.argsort(graph.rank[node], kind="stable"))
 
     def query(self, X_new, k):
         self._check_fitted()

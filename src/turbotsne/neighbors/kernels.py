@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True)
@@ -93,3 +94,104 @@ def brute_force_kernel(dist):
                 out[i, j] = dist(Xq[i], Xr[j], *args)
 
     return block
+
+
+@numba.njit(inline="always")
+def _heap_push(keys, ids, size, key, item):
+    """Add ``(key, item)`` to the min-heap ``keys[:size]`` (``ids`` alongside)."""
+    p = size
+    while p > 0:
+        up = (p - 1) >> 1
+        if keys[up] <= key:
+            break
+        keys[p] = keys[up]
+        ids[p] = ids[up]
+        p = up
+    keys[p] = key
+    ids[p] = item
+
+
+@numba.njit(inline="always")
+def _heap_drop_top(keys, ids, size):
+    """Remove the top of the min-heap ``keys[:size]``; ``size - 1`` entries remain."""
+    size -= 1
+    key, item = keys[size], ids[size]
+    p = 0
+    while True:
+        c = 2 * p + 1
+        if c >= size:
+            break
+        if c + 1 < size and keys[c + 1] < keys[c]:
+            c += 1
+        if keys[c] >= key:
+            break
+        keys[p] = keys[c]
+        ids[p] = ids[c]
+        p = c
+    keys[p] = key
+    ids[p] = item
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def graph_search(X, count, links, queries, ef, out_i, out_d, n_blocks):
+    """Beam search of breadth ``ef`` from each point ``q = queries[r]`` of the graph whose point
+    ``i`` links to ``links[i, :count[i]]``: row ``r`` of ``(out_i, out_d)`` gets the
+    ``out_i.shape[1]`` nearest points found (the point itself first) and their squared
+    euclidean distances, nearest first; -1 and inf fill a row that reached too few points.
+
+    hnswlib's search on its bottom layer: candidates are expanded nearest first while one is
+    nearer than the ``ef``-th nearest found. Each query is searched on its own (its result
+    depends on nothing else); ``n_blocks`` contiguous runs of queries share the visited marks
+    and heaps, so any block count gives the same result. Float32 distances, summed in the
+    order the compiler vectorises (``reassoc``): the same on every run of one build.
+    """
+    n = X.shape[0]
+    d = X.shape[1]
+    nq, m = out_i.shape
+    per = (nq + n_blocks - 1) // n_blocks
+    for b in numba.prange(n_blocks):
+        visited = np.zeros(n, dtype=np.int32)  # query r + 1 marks the points it has seen
+        cand_d = np.empty(n, dtype=np.float32)  # candidates: a min-heap on distance
+        cand_i = np.empty(n, dtype=np.int32)
+        best_d = np.empty(ef + 1, dtype=np.float32)  # the ef nearest: a min-heap on -distance
+        best_i = np.empty(ef + 1, dtype=np.int32)
+        new_i = np.empty(links.shape[1], dtype=np.int32)  # one point's unseen neighbours
+        new_d = np.empty(links.shape[1], dtype=np.float32)
+        for r in range(b * per, min(nq, (b + 1) * per)):
+            q = queries[r]
+            mark = r + 1
+            visited[q] = mark
+            cand_d[0], cand_i[0], n_cand = 0.0, q, 1
+            best_d[0], best_i[0], n_best = 0.0, q, 1
+            while n_cand > 0:
+                c = cand_i[0]
+                if cand_d[0] > -best_d[0] and n_best == ef:
+                    break
+                _heap_drop_top(cand_d, cand_i, n_cand)
+                n_cand -= 1
+                for t in range(count[c]):
+                    v = links[c, t]
+                    if visited[v] == mark:
+                        continue
+                    visited[v] = mark
+                    s = np.float32(0.0)
+                    for j in range(d):
+                        diff = X[q, j] - X[v, j]
+                        s += diff * diff
+                    if n_best < ef or s < -best_d[0]:
+                        _heap_push(cand_d, cand_i, n_cand, s, v)
+                        n_cand += 1
+                        _heap_push(best_d, best_i, n_best, -s, v)
+                        n_best += 1
+                        if n_best > ef:
+                            _heap_drop_top(best_d, best_i, n_best)
+                            n_best -= 1
+            for j in range(n_best, m):
+                out_i[r, j] = -1
+                out_d[r, j] = np.inf
+            while n_best > 0:  # the farthest first, into place from the back
+                n_best -= 1
+                if n_best < m:
+                    out_i[r, n_best] = best_i[0]
+                    out_d[r, n_best] = -best_d[0]
+                _heap_drop_top(best_d, best_i, n_best + 1)
