@@ -9,7 +9,7 @@ from conftest import make_clusters
 from turbotsne.neighbors import Exact, Voyager
 from turbotsne.neighbors import approximate
 from turbotsne.neighbors.graph import Level0Graph
-from turbotsne.neighbors.kernels import graph_search
+from turbotsne.neighbors.kernels import graph_search_rows
 
 pytest.importorskip("voyager")
 
@@ -76,7 +76,9 @@ def test_graph_search_does_not_depend_on_blocks_or_companions():
     for blocks in (1, 4, 50):
         out_i = np.empty((50, 11), dtype=np.int32)
         out_d = np.empty((50, 11), dtype=np.float32)
-        graph_search(graph.X, graph.count, graph.links, queries, 41, out_i, out_d, blocks)
+        for b in range(blocks):
+            graph_search_rows(graph.X, graph.count, graph.links, queries, 41, out_i, out_d,
+                              50 * b // blocks, 50 * (b + 1) // blocks)
         results.append(graph.order[out_i])
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])

@@ -2,7 +2,7 @@
 
 :class:`Level0Graph` reads the bottom layer (each point's links) of a voyager index built
 with the euclidean space, checks it against the data it was built from, and searches it
-with :func:`~turbotsne.neighbors.kernels.graph_search`: a beam search of breadth ``ef``
+with :func:`~turbotsne.neighbors.kernels.graph_search_rows` (on ``n_jobs`` threads): a beam search of breadth ``ef``
 that starts at the query point itself, so no descent through the upper layers is needed.
 The result of each query depends only on the graph and the query, never on the thread
 count or on which other points are searched with it. Points are renumbered in
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import io
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._config import thread_limit
-from .kernels import graph_search
+from .._config import effective_n_jobs
+from .kernels import graph_search_rows
 
 #: bytes at the start of voyager's serialised index searched for hnswlib's header
 _HEADER_WITHIN = 1 << 16
@@ -90,8 +91,18 @@ class Level0Graph:
         queries = np.ascontiguousarray(ranks[by_rank], dtype=np.int32)
         found_i = np.empty((queries.shape[0], m), dtype=np.int32)
         found_d = np.empty((queries.shape[0], m), dtype=np.float32)
-        with thread_limit(n_jobs) as threads:
-            graph_search(self.X, self.count, self.links, queries, ef, found_i, found_d, threads)
+        n = queries.shape[0]
+        threads = min(effective_n_jobs(n_jobs), max(1, n // 64))
+        bounds = [(n * t // threads, n * (t + 1) // threads) for t in range(threads)]
+
+        def rows(bound):
+            graph_search_rows(self.X, self.count, self.links, queries, ef, found_i, found_d, *bound)
+
+        if threads == 1:
+            rows(bounds[0])
+        else:  # the kernel releases the GIL
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(rows, bounds))
         ind = np.empty((queries.shape[0], m), dtype=np.int64)
         dist = np.empty((queries.shape[0], m), dtype=np.float32)
         ind[by_rank] = np.where(found_i < 0, -1, self.order[np.maximum(found_i, 0)])

@@ -3,7 +3,8 @@
 Each kernel takes contiguous arrays and writes into arrays the caller allocated; the
 distance kernels run in parallel over rows that one thread owns, so their result does not
 depend on the thread count, and the passes that only move a row's entries (once per graph)
-run serially: cheaper on one thread than a parallel region is to compile. Kernels compile
+run serially: cheaper on one thread than a parallel region is to compile. The graph search
+is serial and releases the GIL: its caller splits the queries over a thread pool. Kernels compile
 on first use and are cached on disk, except the ones :func:`brute_force_kernel` specialises
 on a distance function (numba does not cache a kernel that calls a function it was handed).
 """
@@ -96,7 +97,7 @@ def brute_force_kernel(dist):
     return block
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _heap_push(keys, ids, size, key, item):
     """Add ``(key, item)`` to the min-heap ``keys[:size]`` (``ids`` alongside)."""
     p = size
@@ -111,7 +112,7 @@ def _heap_push(keys, ids, size, key, item):
     ids[p] = item
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _heap_drop_top(keys, ids, size):
     """Remove the top of the min-heap ``keys[:size]``; ``size - 1`` entries remain."""
     size -= 1
@@ -132,66 +133,64 @@ def _heap_drop_top(keys, ids, size):
     ids[p] = item
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
-def graph_search(X, count, links, queries, ef, out_i, out_d, n_blocks):
-    """Beam search of breadth ``ef`` from each point ``q = queries[r]`` of the graph whose point
-    ``i`` links to ``links[i, :count[i]]``: row ``r`` of ``(out_i, out_d)`` gets the
-    ``out_i.shape[1]`` nearest points found (the point itself first) and their squared
-    euclidean distances, nearest first; -1 and inf fill a row that reached too few points.
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "nsz"}, error_model="numpy")
+def graph_search_rows(X, count, links, queries, ef, out_i, out_d, start, stop):
+    """Beam search of breadth ``ef`` from each point ``q = queries[r]``, ``start <= r < stop``,
+    of the graph whose point ``i`` links to ``links[i, :count[i]]``: row ``r`` of
+    ``(out_i, out_d)`` gets the ``out_i.shape[1]`` nearest points found (the point itself
+    first) and their squared euclidean distances, nearest first; -1 and inf fill a row that
+    reached too few points.
 
     hnswlib's search on its bottom layer: candidates are expanded nearest first while one is
     nearer than the ``ef``-th nearest found. Each query is searched on its own (its result
-    depends on nothing else); ``n_blocks`` contiguous runs of queries share the visited marks
-    and heaps, so any block count gives the same result. Float32 distances, summed in the
+    depends on nothing else), so callers split the rows over threads at will: the kernel
+    releases the GIL, and is serial because a parallel region costs more to compile (~1 s)
+    than the few calls per fit gain from numba's threads. Float32 distances, summed in the
     order the compiler vectorises (``reassoc``): the same on every run of one build.
     """
     n = X.shape[0]
     d = X.shape[1]
-    nq, m = out_i.shape
-    per = (nq + n_blocks - 1) // n_blocks
-    for b in numba.prange(n_blocks):
-        visited = np.zeros(n, dtype=np.int32)  # query r + 1 marks the points it has seen
-        cand_d = np.empty(n, dtype=np.float32)  # candidates: a min-heap on distance
-        cand_i = np.empty(n, dtype=np.int32)
-        best_d = np.empty(ef + 1, dtype=np.float32)  # the ef nearest: a min-heap on -distance
-        best_i = np.empty(ef + 1, dtype=np.int32)
-        new_i = np.empty(links.shape[1], dtype=np.int32)  # one point's unseen neighbours
-        new_d = np.empty(links.shape[1], dtype=np.float32)
-        for r in range(b * per, min(nq, (b + 1) * per)):
-            q = queries[r]
-            mark = r + 1
-            visited[q] = mark
-            cand_d[0], cand_i[0], n_cand = 0.0, q, 1
-            best_d[0], best_i[0], n_best = 0.0, q, 1
-            while n_cand > 0:
-                c = cand_i[0]
-                if cand_d[0] > -best_d[0] and n_best == ef:
-                    break
-                _heap_drop_top(cand_d, cand_i, n_cand)
-                n_cand -= 1
-                for t in range(count[c]):
-                    v = links[c, t]
-                    if visited[v] == mark:
-                        continue
-                    visited[v] = mark
-                    s = np.float32(0.0)
-                    for j in range(d):
-                        diff = X[q, j] - X[v, j]
-                        s += diff * diff
-                    if n_best < ef or s < -best_d[0]:
-                        _heap_push(cand_d, cand_i, n_cand, s, v)
-                        n_cand += 1
-                        _heap_push(best_d, best_i, n_best, -s, v)
-                        n_best += 1
-                        if n_best > ef:
-                            _heap_drop_top(best_d, best_i, n_best)
-                            n_best -= 1
-            for j in range(n_best, m):
-                out_i[r, j] = -1
-                out_d[r, j] = np.inf
-            while n_best > 0:  # the farthest first, into place from the back
-                n_best -= 1
-                if n_best < m:
-                    out_i[r, n_best] = best_i[0]
-                    out_d[r, n_best] = -best_d[0]
-                _heap_drop_top(best_d, best_i, n_best + 1)
+    m = out_i.shape[1]
+    visited = np.zeros(n, dtype=np.int32)  # query r + 1 marks the points it has seen
+    cand_d = np.empty(n, dtype=np.float32)  # candidates: a min-heap on distance
+    cand_i = np.empty(n, dtype=np.int32)
+    best_d = np.empty(ef + 1, dtype=np.float32)  # the ef nearest: a min-heap on -distance
+    best_i = np.empty(ef + 1, dtype=np.int32)
+    for r in range(start, stop):
+        q = queries[r]
+        mark = r + 1
+        visited[q] = mark
+        cand_d[0], cand_i[0], n_cand = 0.0, q, 1
+        best_d[0], best_i[0], n_best = 0.0, q, 1
+        while n_cand > 0:
+            c = cand_i[0]
+            if cand_d[0] > -best_d[0] and n_best == ef:
+                break
+            _heap_drop_top(cand_d, cand_i, n_cand)
+            n_cand -= 1
+            for t in range(count[c]):
+                v = links[c, t]
+                if visited[v] == mark:
+                    continue
+                visited[v] = mark
+                s = np.float32(0.0)
+                for j in range(d):
+                    diff = X[q, j] - X[v, j]
+                    s += diff * diff
+                if n_best < ef or s < -best_d[0]:
+                    _heap_push(cand_d, cand_i, n_cand, s, v)
+                    n_cand += 1
+                    _heap_push(best_d, best_i, n_best, -s, v)
+                    n_best += 1
+                    if n_best > ef:
+                        _heap_drop_top(best_d, best_i, n_best)
+                        n_best -= 1
+        for j in range(n_best, m):
+            out_i[r, j] = -1
+            out_d[r, j] = np.inf
+        while n_best > 0:  # the farthest first, into place from the back
+            n_best -= 1
+            if n_best < m:
+                out_i[r, n_best] = best_i[0]
+                out_d[r, n_best] = -best_d[0]
+            _heap_drop_top(best_d, best_i, n_best + 1)
