@@ -119,7 +119,7 @@ def test_voyager_without_the_graph_reader_falls_back_to_its_own_search(monkeypat
     X, _ = make_clusters(n=1500, n_features=12, n_clusters=6, seed=6)
     ref_i, _ = Exact().build(X, 20)
     with_graph = Voyager(n_jobs=2, random_state=0).build(X, 20)
-    monkeypatch.setattr(approximate.Level0Graph, "from_voyager", classmethod(lambda cls, *a: None))
+    monkeypatch.setattr(approximate.Level0Graph, "from_voyager", classmethod(lambda cls, *a, **kw: None))
     without = Voyager(n_jobs=2, random_state=0).build(X, 20)
     for ind, dist in (with_graph, without):
         assert np.mean([len(np.intersect1d(a, b)) / 20 for a, b in zip(ind, ref_i)]) >= 0.99
@@ -144,3 +144,30 @@ def test_voyager_searches_short_rows_with_voyager(monkeypatch):
     np.testing.assert_allclose(dist, np.take_along_axis(cdist(X, X), ind, axis=1), rtol=1e-10)
     ref_i, _ = Exact().build(X, 15)
     assert np.mean([len(np.intersect1d(a, b)) / 15 for a, b in zip(ind, ref_i)]) >= 0.99
+
+
+def test_level0_graph_of_the_cosine_space():
+    """voyager's cosine space holds the rows at unit length: the graph keeps those, its search
+    at full breadth finds the exact cosine neighbours, and a zero row (no direction) makes the
+    reader decline."""
+    import voyager
+
+    X, _ = make_clusters(n=300, n_features=6, n_clusters=3, seed=8)
+    Xt = np.ascontiguousarray(X, dtype=np.float32)
+
+    def cosine_index(data):
+        index = voyager.Index(voyager.Space.Cosine, data.shape[1], M=12, ef_construction=40, random_seed=1,
+                              max_elements=len(data))
+        index.add_items(data, num_threads=1)
+        return index
+
+    graph = Level0Graph.from_voyager(cosine_index(Xt), Xt, 12, unit=True)
+    assert graph is not None
+    np.testing.assert_allclose(np.linalg.norm(graph.X, axis=1), 1.0, rtol=1e-6)
+    ind, _ = graph.search(np.arange(len(X)), 11, len(X))
+    ref = np.argsort(cdist(X, X, "cosine"), axis=1, kind="stable")[:, :11]
+    assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(ind, ref)]) >= 10.95  # ties at 1e-7 aside
+    assert Level0Graph.from_voyager(cosine_index(Xt), Xt, 12) is None  # not the raw rows
+    Xz = Xt.copy()
+    Xz[5] = 0.0
+    assert Level0Graph.from_voyager(cosine_index(Xz), Xz, 12, unit=True) is None

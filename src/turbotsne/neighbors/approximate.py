@@ -473,11 +473,12 @@ class Voyager(DenseIndex):
     (default ``k + EF_MARGIN``, at least 50). With ``deterministic=True`` (the default) the
     graph is built on one thread, so that its links, and hence the neighbours found, depend
     only on the data and ``random_state``, not on ``n_jobs`` or thread scheduling; the search
-    runs on ``n_jobs`` threads either way. For the neighbours of the graph's own points (``build``,
-    euclidean / sqeuclidean), turbotsne searches the graph's bottom layer itself, from each point
+    runs on ``n_jobs`` threads either way. For the neighbours of the graph's own points (``build``),
+    turbotsne searches the graph's bottom layer itself, from each point
     (:class:`~turbotsne.neighbors.graph.Level0Graph`: vectorised distances, no descent from the top);
-    ``query`` and the cosine space use voyager's search. ``deterministic=False`` builds on ``n_jobs`` threads
-    (faster with several cores, not reproducible). Identical rows enter the graph once (a graph
+    ``query`` uses voyager's search. ``deterministic=False`` builds on ``n_jobs`` threads
+    (faster with several cores, not reproducible; the threads number the graph's points, so
+    voyager searches it). Identical rows enter the graph once (a graph
     whose links all join copies of one point cannot be searched from outside): a search then
     finds groups of identical rows, each standing for all its rows.
     """
@@ -553,10 +554,9 @@ class Voyager(DenseIndex):
             Xg = np.ascontiguousarray(Xt[first])
         self._index = self._make_graph(Xg, n_jobs)
         self._ref = X
-        graph = None
-        if self._METRICS[canonical(self.metric)] == "Euclidean":
-            graph = Level0Graph.from_voyager(self._index, Xg, self.M)
-        if graph is None:  # cosine space, or a layout this version does not read: voyager searches
+        unit = self._METRICS[canonical(self.metric)] == "Cosine"
+        graph = Level0Graph.from_voyager(self._index, Xg, self.M, unit=unit)
+        if graph is None:  # a layout this version does not read, or a zero row for cosine: voyager searches
             return self._chunked(lambda s, e: self._search(Xt[s:e], k + 1, n_jobs), X, k, exclude_self=True)
         return self._chunked(lambda s, e: self._search_own(graph, Xg, node[s:e], k + 1, n_jobs), X, k,
                              exclude_self=True, order=np.argsort(graph.rank[node], kind="stable"))

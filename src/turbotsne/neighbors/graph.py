@@ -49,10 +49,13 @@ class Level0Graph:
         self.links = np.ascontiguousarray(self.rank[links[self.order]], dtype=np.int32)
 
     @classmethod
-    def from_voyager(cls, index, Xt, M):
-        """The bottom layer of the voyager ``index`` built (euclidean space, float32 storage)
-        from the rows of ``Xt`` in order, with ``M`` links per point on the upper layers; None
-        when the serialised index is not laid out as expected or does not hold ``Xt``."""
+    def from_voyager(cls, index, Xt, M, unit=False):
+        """The bottom layer of the voyager ``index`` built (float32 storage) from the rows of
+        ``Xt`` in order, with ``M`` links per point on the upper layers; None when the
+        serialised index is not laid out as expected or does not hold ``Xt``. ``unit``: the
+        cosine space, which holds (and searches) the rows scaled to unit length; the graph
+        then keeps those, and squared euclidean distances between them order the points as
+        cosine distances do."""
         n, dim = Xt.shape
         m0 = 2 * M  # hnswlib's bottom layer holds twice as many links
         link_bytes = 4 + 4 * m0
@@ -75,11 +78,18 @@ class Level0Graph:
         labels = np.ascontiguousarray(block[:, link_bytes + 4 * dim:]).view(np.uint64)[:, 0]
         used = np.arange(m0) < count[:, None]
         if (np.any(header[:, 1] != 0) or np.any(count > m0) or not np.array_equal(labels, np.arange(n))
-                or np.any(links[used] >= n) or not np.array_equal(data, Xt)):
+                or np.any(links[used] >= n)):
+            return None
+        if unit:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                expected = Xt / np.linalg.norm(Xt, axis=1, keepdims=True)
+            if not np.allclose(data, expected, rtol=0.0, atol=1e-6):  # also false for a zero row
+                return None
+        elif not np.array_equal(data, Xt):
             return None
         links[~used] = 0
         del buffer, raw, block
-        return cls(Xt, count, links)
+        return cls(data, count, links)
 
     def search(self, nodes, m, ef, n_jobs=1):
         """The ``m`` nearest points (their indices and squared euclidean distances, float32,
