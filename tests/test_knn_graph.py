@@ -76,9 +76,12 @@ def test_graph_search_does_not_depend_on_blocks_or_companions():
     for blocks in (1, 4, 50):
         out_i = np.empty((50, 11), dtype=np.int32)
         out_d = np.empty((50, 11), dtype=np.float32)
+        n = graph.n
         for b in range(blocks):
             graph_search_rows(graph.X, graph.count, graph.links, queries, 41, out_i, out_d,
-                              50 * b // blocks, 50 * (b + 1) // blocks)
+                              50 * b // blocks, 50 * (b + 1) // blocks, np.zeros(n, dtype=np.int32),
+                              np.empty(n, dtype=np.float32), np.empty(n, dtype=np.int32),
+                              np.empty(42, dtype=np.float32), np.empty(42, dtype=np.int32))
         results.append(graph.order[out_i])
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])

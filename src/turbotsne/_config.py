@@ -76,3 +76,24 @@ def thread_limit(n_jobs):
         numba.set_num_threads(previous)
         if torch is not None:
             torch.set_num_threads(torch_previous)
+
+
+def in_row_ranges(work, n_rows, n_threads, min_rows=64):
+    """Call ``work(t, start, stop)`` for ``n_threads`` (fewer for small ``n_rows``) contiguous
+    ranges of the rows ``0 .. n_rows - 1``, range ``t`` on thread ``t`` of a thread pool.
+
+    The parallel loop of the kernels that a fit calls a few times (serial ``nogil`` numba
+    functions over a row range): a ``parallel=True`` region costs ~0.5-1 s to compile on the
+    first run (docs/design/first_run.md), a pool a few hundred microseconds per call. ``work``
+    must give every row a result that does not depend on the ranges (rows independent), so
+    the result does not depend on the thread count. Exceptions reach the caller.
+    """
+    threads = max(1, min(int(n_threads), n_rows // min_rows))
+    ranges = [(t, n_rows * t // threads, n_rows * (t + 1) // threads) for t in range(threads)]
+    if threads == 1:
+        work(*ranges[0])
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda r: work(*r), ranges))

@@ -196,7 +196,7 @@ class _NeighborAffinities(Affinities):
         element-wise maximum of P and P^T ("max"), or the conditionals themselves (False),
         each normalised to sum 1."""
         if self.symmetrize in (True, "mean"):
-            return self.engine.symmetrize(cond, indices, dtype)
+            return self.engine.symmetrize(cond, indices, dtype, self.n_jobs)
         cond = self.engine.to_numpy(cond)
         n = cond.shape[0]
         C = _rows_to_csr(np.asarray(cond, dtype=np.float64), self.engine.to_numpy(indices), n)

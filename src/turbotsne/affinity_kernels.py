@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from ._config import FASTMATH, thread_limit
+from ._config import FASTMATH, effective_n_jobs, in_row_ranges
 
 _EPSILON_DBL = 1e-8
 #: the perplexity search stops when the entropy is within this many nats of log(perplexity) ...
@@ -24,23 +24,20 @@ PERPLEXITY_MAX_ITER = 100
 MACHINE_EPSILON = np.finfo(np.double).eps
 
 
-#: rows per block of the perplexity search (each block has its own row buffers; the blocks, not
-#: the threads, partition the rows, so the result does not depend on the thread count)
-_ROW_BLOCK = 256
-
-
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, work_d, work_p):
-    """Conditional probabilities ``p_{j|i}`` row by row (each thread owns blocks of rows).
+@numba.njit(fastmath=FASTMATH, error_model="numpy", nogil=True, cache=True)
+def _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, lo, hi, d, p):
+    """Conditional probabilities ``p_{j|i}`` of rows ``lo .. hi - 1`` (``d``, ``p``: row buffers
+    of ``k`` entries, one pair per thread, from the caller: an allocation in a kernel compiles
+    numba's ``np.empty`` on the first run; two arrays, so that the compiler knows them apart).
 
     ``sq_distances`` is ``(n, k)``; when ``skip_self`` the matrix is square and
     its diagonal is left out (scikit-learn's dense exact path). ``betas[i]``
     receives the precision found for row ``i``. Each row is copied into a float64
     buffer before its search, so ``out`` may be ``sq_distances`` itself (in place), and
-    float32 distances are searched in double precision. ``work_d`` and ``work_p``, two separate
-    ``(n_blocks, k)`` float64 arrays, hold each block's distance and probability buffers (from
-    the caller: an allocation in a kernel compiles numba's ``np.empty`` on the first run; two
-    arrays, so that the compiler knows the two buffers apart as it knew two allocations).
+    float32 distances are searched in double precision. Rows are independent: callers split
+    them over threads (:func:`~turbotsne._config.in_row_ranges`); numpy's error model (a
+    division by zero gives inf or NaN, no exception), as numba compiled the parallel loop this
+    replaces.
 
     The entropy ``H`` falls with ``beta``, and ``dH / dlog(beta) = -Var_p(beta d)``
     (``d`` the shifted squared distances, ``p`` the row's probabilities), so each step
@@ -53,20 +50,6 @@ def _perplexity_search(sq_distances, skip_self, perplexity, tol, max_iter, out, 
     6.6 steps on average, 9 at most, against 33.8 and 38 for bisection from
     ``beta = 1``; 0.11 instead of 0.87 s on 2 threads (ad hoc comparison).
     """
-    n, k = sq_distances.shape
-    for block in numba.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        hi = (block + 1) * _ROW_BLOCK
-        _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas,
-                     block * _ROW_BLOCK, hi if hi < n else n, work_d[block], work_p[block])
-
-
-@numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _search_rows(sq_distances, skip_self, perplexity, tol, max_iter, out, betas, lo, hi, d, p):
-    """The search of :func:`_perplexity_search` for rows ``lo .. hi - 1`` (``d``, ``p``: row
-    buffers of ``k`` entries). A serial function of its own: the parallel kernel's loop body
-    stays small, which makes it cheaper to compile (the parfor passes and the body's
-    compilation see only a call). numba compiles a parallel loop's body with numpy's error
-    model (a division by zero gives inf or NaN, no exception); so does this function."""
     k = sq_distances.shape[1]
     target = np.log(perplexity)
     for i in range(lo, hi):
@@ -154,10 +137,12 @@ def conditional_probabilities(sq_distances, perplexity, *, skip_self=False, n_jo
     D = np.ascontiguousarray(sq_distances, dtype=dtype)
     out = D if overwrite else np.empty_like(D)
     betas = np.empty(D.shape[0])
-    n_blocks = (D.shape[0] + _ROW_BLOCK - 1) // _ROW_BLOCK
-    with thread_limit(n_jobs):
-        _perplexity_search(D, bool(skip_self), float(perplexity), PERPLEXITY_TOLERANCE, PERPLEXITY_MAX_ITER, out,
-                           betas, np.empty((n_blocks, D.shape[1])), np.empty((n_blocks, D.shape[1])))
+    threads = effective_n_jobs(n_jobs)
+    work_d, work_p = np.empty((threads, D.shape[1])), np.empty((threads, D.shape[1]))
+    skip_self, perplexity = bool(skip_self), float(perplexity)
+    in_row_ranges(lambda t, lo, hi: _search_rows(D, skip_self, perplexity, PERPLEXITY_TOLERANCE, PERPLEXITY_MAX_ITER,
+                                                 out, betas, lo, hi, work_d[t], work_p[t]),
+                  D.shape[0], threads)
     return (out, betas) if return_betas else out
 
 
@@ -166,7 +151,7 @@ def index_dtype(n, k):
     return np.int32 if 2 * n * k < 2 ** 31 - 1 else np.int64
 
 
-def symmetrize(conditional, indices, n_samples=None, *, overwrite=False):
+def symmetrize(conditional, indices, n_samples=None, *, overwrite=False, n_jobs=1):
     """``(P + P^T) / sum`` of a kNN conditional matrix, as CSR (sorted indices, no stored zeros).
 
     The same matrix, bit for bit, as SciPy's ``(P + P.T).tocsr()`` with ``sum_duplicates`` /
@@ -187,7 +172,8 @@ def symmetrize(conditional, indices, n_samples=None, *, overwrite=False):
     are already such buffers' fronts (the approximate indexes' compact outputs are, see
     :func:`turbotsne.neighbors.knn_dtypes`) P is built in their memory, with no copy of the kNN
     graph beside it (1M points at k = 90: 0.7 GB less at the peak). Otherwise the rows are
-    copied into new buffers. A row may not list the same neighbour twice (no index does).
+    copied into new buffers. A row may not list the same neighbour twice (no index does). The
+    sorting and the pair sums run on ``n_jobs`` threads (the same P for any count).
     """
     n, k = conditional.shape
     n_samples = n if n_samples is None else n_samples
@@ -200,9 +186,10 @@ def symmetrize(conditional, indices, n_samples=None, *, overwrite=False):
     has_mirror = np.zeros((n, k), dtype=np.bool_)
     own = np.empty(n, dtype=np.int64)
     ind2, cond2 = ind[:n * k].reshape(n, k), cond[:n * k].reshape(n, k)
-    _sort_rows(ind2, cond2)
-    counts = np.empty(n, dtype=np.int64)  # (the kernels allocate nothing: see _sum_pairs)
-    _sum_pairs(ind2, cond2, has_mirror, own, counts)
+    _sort_rows(ind2, cond2, n_jobs)
+    counts = np.empty(n, dtype=np.int64)  # (the kernels allocate nothing: see _compact_rows)
+    in_row_ranges(lambda t, lo, hi: _sum_pair_rows(ind2, cond2, has_mirror, lo, hi), n, effective_n_jobs(n_jobs))
+    _compact_rows(ind2, cond2, has_mirror, own, counts)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     _place_rows(ind, cond, own, indptr, k)
@@ -251,11 +238,11 @@ def _find(row, x):
 _INSERTION_SORT_MAX = 150
 
 
-@numba.njit(parallel=True, cache=True)
-def _sort_rows_insertion(ind, cond):
-    """Sort each row of the ``(n, k)`` kNN arrays by column, in place (insertion sort)."""
-    n, k = ind.shape
-    for i in numba.prange(n):
+@numba.njit(nogil=True, cache=True)
+def _sort_rows_insertion(ind, cond, lo, hi):
+    """Sort rows ``lo .. hi - 1`` of the ``(n, k)`` kNN arrays by column, in place (insertion sort)."""
+    k = ind.shape[1]
+    for i in range(lo, hi):
         for j in range(1, k):
             x = ind[i, j]
             v = cond[i, j]
@@ -268,11 +255,11 @@ def _sort_rows_insertion(ind, cond):
             cond[i, t + 1] = v
 
 
-@numba.njit(parallel=True, cache=True)
-def _sort_rows_argsort(ind, cond):
-    """Sort each row of the ``(n, k)`` kNN arrays by column, in place (``np.argsort``)."""
-    n, k = ind.shape
-    for i in numba.prange(n):
+@numba.njit(nogil=True, cache=True)
+def _sort_rows_argsort(ind, cond, lo, hi):
+    """Sort rows ``lo .. hi - 1`` of the ``(n, k)`` kNN arrays by column, in place (``np.argsort``)."""
+    k = ind.shape[1]
+    for i in range(lo, hi):
         order = np.argsort(ind[i])
         ci = ind[i][order]
         cv = cond[i][order]
@@ -281,26 +268,23 @@ def _sort_rows_argsort(ind, cond):
             cond[i, t] = cv[t]
 
 
-def _sort_rows(ind, cond):
+def _sort_rows(ind, cond, n_jobs=1):
     """Sort each row of the ``(n, k)`` kNN arrays by column, in place (a row lists no column twice,
-    so either kernel gives the same arrays)."""
-    (_sort_rows_insertion if ind.shape[1] <= _INSERTION_SORT_MAX else _sort_rows_argsort)(ind, cond)
+    so either kernel gives the same arrays), on ``n_jobs`` threads."""
+    kernel = _sort_rows_insertion if ind.shape[1] <= _INSERTION_SORT_MAX else _sort_rows_argsort
+    in_row_ranges(lambda t, lo, hi: kernel(ind, cond, lo, hi), ind.shape[0], effective_n_jobs(n_jobs))
 
 
-@numba.njit(parallel=True, cache=True)
-def _sum_pairs(ind, cond, has_mirror, own, counts):
+@numba.njit(nogil=True, cache=True)
+def _sum_pair_rows(ind, cond, has_mirror, lo, hi):
     """In the ``(n, k)`` kNN arrays, each row sorted by column: give both entries of every pair
-    ``(i, j)`` / ``(j, i)`` their sum ``p_{j|i} + p_{i|j}`` (``has_mirror`` marks them; a
-    self-pair is doubled), drop the zero entries (rows compacted to the front, ``own[i]``
-    entries kept). ``counts[i]`` receives every output row's entries: its own plus the
-    mirror-less pairs ``(j, i)`` that point at it. These kernels allocate nothing (an
-    allocation in a kernel compiles numba's ``np.empty`` on the first run): the caller hands
-    in every array."""
-    n, k = ind.shape
-    for i in numba.prange(n):
-        # each pair is searched and summed once, from its lower row; the entry written in the
-        # higher row belongs to this pair alone, and that row's thread does not read it (it
-        # skips columns below its row), so no two threads touch the same element
+    ``(i, j)`` / ``(j, i)`` with ``lo <= i < hi`` and ``i < j`` their sum ``p_{j|i} + p_{i|j}``
+    (``has_mirror`` marks them; a self-pair is doubled). Each pair is searched and summed once,
+    from its lower row; the entry written in the higher row belongs to this pair alone, and
+    that row's own call does not read it (it skips columns below its row), so calls on
+    disjoint row ranges may run at once and touch no element in common."""
+    k = ind.shape[1]
+    for i in range(lo, hi):
         for t in range(k):
             j = ind[i, t]
             if j == i:
@@ -314,8 +298,16 @@ def _sum_pairs(ind, cond, has_mirror, own, counts):
                     cond[j, pos] = v
                     has_mirror[i, t] = True
                     has_mirror[j, pos] = True
-    # serial from here: the compaction is a memory-bound pass once per P (cheaper on one thread
-    # than a parallel region is to compile), and rows receive counts from rows other threads own
+
+
+@numba.njit(cache=True)
+def _compact_rows(ind, cond, has_mirror, own, counts):
+    """Drop the zero entries of the kNN rows (rows compacted to the front, ``own[i]`` entries
+    kept); ``counts[i]`` receives every output row's entries: its own plus the mirror-less pairs
+    ``(j, i)`` that point at it. Serial: a memory-bound pass once per P, and rows receive counts
+    from other rows. These kernels allocate nothing (an allocation in a kernel compiles numba's
+    ``np.empty`` on the first run): the caller hands in every array."""
+    n, k = ind.shape
     for i in range(n):
         c = 0
         for t in range(k):

@@ -120,11 +120,11 @@ class NumbaEngine(_Engine):
 
         return conditional_probabilities(sq_distances, perplexity, n_jobs=n_jobs, overwrite=True)
 
-    def symmetrize(self, conditional, indices, dtype):
+    def symmetrize(self, conditional, indices, dtype, n_jobs):
         """``(P + P^T) / sum`` as CSR, built in the conditionals' memory (converted to ``dtype`` first)."""
         from .affinity_kernels import symmetrize
 
-        return symmetrize(np.asarray(conditional, dtype=dtype), indices, overwrite=True)
+        return symmetrize(np.asarray(conditional, dtype=dtype), indices, overwrite=True, n_jobs=n_jobs)
 
     def dense_joint_probabilities(self, data, metric, metric_params, perplexity, n_jobs):
         from .affinity_kernels import joint_probabilities_dense
@@ -206,7 +206,7 @@ class TorchEngine(_Engine):
         with thread_limit(n_jobs):
             return torch_affinity.conditional_probabilities(sq_distances, perplexity, self.device)
 
-    def symmetrize(self, conditional, indices, dtype):
+    def symmetrize(self, conditional, indices, dtype, n_jobs):
         from .gpu import affinity as torch_affinity
 
         return torch_affinity.symmetrize(conditional, indices)

@@ -18,7 +18,7 @@ measurements behind the kernels' choices: docs/design/attraction.md.
 import numba
 import numpy as np
 
-from .._config import FASTMATH
+from .._config import FASTMATH, in_row_ranges
 
 #: the float64 kernel's flags: FASTMATH without reassociation, which keeps LLVM from
 #: vectorising the row loop into gathers of R[j] (slower than the scalar loop on some CPUs).
@@ -240,11 +240,19 @@ def attractive_forces_single(indptr, indices, data, Y, R, dof, exaggeration, out
     kernel(indptr, indices, data, Y, R, dof, exaggeration, out)
 
 
-@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def attractive_log_terms(indptr, indices, data, Y, R, dof, log_w):
-    """Per row, ``log_w[i] = sum_j p_ij log w_ij`` (the KL divergence needs its sum)."""
-    n, d = Y.shape
-    for i in numba.prange(n):
+    """Per row, ``log_w[i] = sum_j p_ij log w_ij`` (the KL divergence needs its sum), on the
+    threads numba is set to use (the optimiser's ``thread_limit``): called once per KL
+    evaluation, so a thread pool over a serial kernel, not a parallel region to compile."""
+    in_row_ranges(lambda t, lo, hi: _log_term_rows(indptr, indices, data, Y, R, dof, log_w, lo, hi),
+                  Y.shape[0], numba.get_num_threads())
+
+
+@numba.njit(fastmath=FASTMATH, error_model="numpy", nogil=True, cache=True)
+def _log_term_rows(indptr, indices, data, Y, R, dof, log_w, lo, hi):
+    """:func:`attractive_log_terms` for the rows ``lo <= i < hi``."""
+    d = Y.shape[1]
+    for i in range(lo, hi):
         s = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
             j = indices[jj]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 
-from .._config import effective_n_jobs, thread_limit
+from .._config import effective_n_jobs, in_row_ranges, thread_limit
 from .base import sort_rows
 from .kernels import brute_force_kernel, pair_l1_distances, pair_sq_distances
 
@@ -110,8 +110,8 @@ def recompute(metric, Xq, Xr, cand, zq=None, zr=None, n_jobs=1):
         Xq = np.ascontiguousarray(Xq, dtype=np.float64)
         Xr = np.ascontiguousarray(Xr, dtype=np.float64)
         kernel = pair_l1_distances if metric == "manhattan" else pair_sq_distances
-        with thread_limit(n_jobs):
-            kernel(Xq, Xr, np.ascontiguousarray(cand), out)
+        cand = np.ascontiguousarray(cand)
+        in_row_ranges(lambda t, lo, hi: kernel(Xq, Xr, cand, out, lo, hi), n, effective_n_jobs(n_jobs))
     if metric == "euclidean":
         np.sqrt(out, out=out)
     elif metric in ("cosine", "correlation"):

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import io
 import struct
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._config import effective_n_jobs
+from .._config import effective_n_jobs, in_row_ranges
 from .kernels import graph_search_rows
 
 #: bytes at the start of voyager's serialised index searched for hnswlib's header
@@ -101,18 +100,15 @@ class Level0Graph:
         queries = np.ascontiguousarray(ranks[by_rank], dtype=np.int32)
         found_i = np.empty((queries.shape[0], m), dtype=np.int32)
         found_d = np.empty((queries.shape[0], m), dtype=np.float32)
-        n = queries.shape[0]
-        threads = min(effective_n_jobs(n_jobs), max(1, n // 64))
-        bounds = [(n * t // threads, n * (t + 1) // threads) for t in range(threads)]
-
-        def rows(bound):
-            graph_search_rows(self.X, self.count, self.links, queries, ef, found_i, found_d, *bound)
-
-        if threads == 1:
-            rows(bounds[0])
-        else:  # the kernel releases the GIL
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(rows, bounds))
+        threads = effective_n_jobs(n_jobs)
+        n = self.n
+        visited = np.zeros((threads, n), dtype=np.int32)
+        cand_d, cand_i = np.empty((threads, n), dtype=np.float32), np.empty((threads, n), dtype=np.int32)
+        best_d, best_i = np.empty((threads, ef + 1), dtype=np.float32), np.empty((threads, ef + 1), dtype=np.int32)
+        in_row_ranges(lambda t, lo, hi: graph_search_rows(self.X, self.count, self.links, queries, ef, found_i,
+                                                          found_d, lo, hi, visited[t], cand_d[t], cand_i[t],
+                                                          best_d[t], best_i[t]),
+                      queries.shape[0], threads)
         ind = np.empty((queries.shape[0], m), dtype=np.int64)
         dist = np.empty((queries.shape[0], m), dtype=np.float32)
         ind[by_rank] = np.where(found_i < 0, -1, self.order[np.maximum(found_i, 0)])

@@ -1,10 +1,10 @@
 """Numba kernels of the nearest-neighbour indexes.
 
-Each kernel takes contiguous arrays and writes into arrays the caller allocated; the
-distance kernels run in parallel over rows that one thread owns, so their result does not
-depend on the thread count, and the passes that only move a row's entries (once per graph)
-run serially: cheaper on one thread than a parallel region is to compile. The graph search
-is serial and releases the GIL: its caller splits the queries over a thread pool. Kernels compile
+Each kernel takes contiguous arrays and writes into arrays the caller allocated. The distance
+kernels and the graph search are serial over a range of rows and release the GIL: callers split
+the rows over a thread pool (:func:`~turbotsne._config.in_row_ranges`), so results do not
+depend on the thread count and no parallel region has to compile (~0.5-1 s each on the first
+run); the passes that only move a row's entries (once per graph) run on one thread. Kernels compile
 on first use and are cached on disk, except the ones :func:`brute_force_kernel` specialises
 on a distance function (numba does not cache a kernel that calls a function it was handed).
 """
@@ -54,12 +54,12 @@ def sort_rows_inplace(ind, dist):
             ind[i, t + 1] = x
 
 
-@numba.njit(parallel=True, cache=True)
-def pair_sq_distances(Xq, Xr, cand, out):
-    """``out[i, j] = |Xq[i] - Xr[cand[i, j]]|^2``."""
-    n, m = cand.shape
+@numba.njit(nogil=True, cache=True)
+def pair_sq_distances(Xq, Xr, cand, out, lo, hi):
+    """``out[i, j] = |Xq[i] - Xr[cand[i, j]]|^2`` for the rows ``lo <= i < hi``."""
+    m = cand.shape[1]
     d = Xq.shape[1]
-    for i in numba.prange(n):
+    for i in range(lo, hi):
         for j in range(m):
             c = cand[i, j]
             s = 0.0
@@ -69,12 +69,12 @@ def pair_sq_distances(Xq, Xr, cand, out):
             out[i, j] = s
 
 
-@numba.njit(parallel=True, cache=True)
-def pair_l1_distances(Xq, Xr, cand, out):
-    """``out[i, j] = sum |Xq[i] - Xr[cand[i, j]]|``."""
-    n, m = cand.shape
+@numba.njit(nogil=True, cache=True)
+def pair_l1_distances(Xq, Xr, cand, out, lo, hi):
+    """``out[i, j] = sum |Xq[i] - Xr[cand[i, j]]|`` for the rows ``lo <= i < hi``."""
+    m = cand.shape[1]
     d = Xq.shape[1]
-    for i in numba.prange(n):
+    for i in range(lo, hi):
         for j in range(m):
             c = cand[i, j]
             s = 0.0
@@ -134,12 +134,17 @@ def _heap_drop_top(keys, ids, size):
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "nsz"}, error_model="numpy")
-def graph_search_rows(X, count, links, queries, ef, out_i, out_d, start, stop):
+def graph_search_rows(X, count, links, queries, ef, out_i, out_d, start, stop, visited, cand_d, cand_i, best_d,
+                      best_i):
     """Beam search of breadth ``ef`` from each point ``q = queries[r]``, ``start <= r < stop``,
     of the graph whose point ``i`` links to ``links[i, :count[i]]``: row ``r`` of
     ``(out_i, out_d)`` gets the ``out_i.shape[1]`` nearest points found (the point itself
     first) and their squared euclidean distances, nearest first; -1 and inf fill a row that
-    reached too few points.
+    reached too few points. Work buffers from the caller (an allocation in a kernel compiles
+    numba's ``np.empty`` on the first run): ``visited`` (n int32, zeros: query ``r`` marks the
+    points it has seen with ``r + 1``, so one buffer serves one range of queries once), the
+    candidates ``cand_d`` / ``cand_i`` (n entries: a min-heap on distance) and the ``ef``
+    nearest found ``best_d`` / ``best_i`` (``ef + 1`` entries: a min-heap on -distance).
 
     hnswlib's search on its bottom layer: candidates are expanded nearest first while one is
     nearer than the ``ef``-th nearest found. Each query is searched on its own (its result
@@ -148,14 +153,8 @@ def graph_search_rows(X, count, links, queries, ef, out_i, out_d, start, stop):
     than the few calls per fit gain from numba's threads. Float32 distances, summed in the
     order the compiler vectorises (``reassoc``): the same on every run of one build.
     """
-    n = X.shape[0]
     d = X.shape[1]
     m = out_i.shape[1]
-    visited = np.zeros(n, dtype=np.int32)  # query r + 1 marks the points it has seen
-    cand_d = np.empty(n, dtype=np.float32)  # candidates: a min-heap on distance
-    cand_i = np.empty(n, dtype=np.int32)
-    best_d = np.empty(ef + 1, dtype=np.float32)  # the ef nearest: a min-heap on -distance
-    best_i = np.empty(ef + 1, dtype=np.int32)
     for r in range(start, stop):
         q = queries[r]
         mark = r + 1
