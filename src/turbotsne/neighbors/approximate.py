@@ -55,24 +55,26 @@ class ApproximateIndex(KNNIndex):
         straight into one ``(n, k)`` output (int64 / float64, or int32 / float32 from
         ``COMPACT_KNN_FROM_ENTRIES`` entries on: :func:`knn_dtypes`). ``order``: the reference
         rows in an order where neighbours lie close in memory; the euclidean refinement then
-        reads a copy in that order (the same distances, fewer cache misses)."""
+        reads a float64 copy in that order (the same distances, fewer cache misses), except
+        with compact outputs, where memory comes first."""
         canon = canonical(self.metric)
         sparse = sp.issparse(Xq) or sp.issparse(self._ref)
         refine = self._refines(sparse)
         Xr = self._ref
         zr = None
+        n = Xq.shape[0]
+        index_type, distance_type = knn_dtypes(n, Xr.shape[0], k)
+        room = distance_type == np.float32  # compact outputs leave room for P (knn_dtypes)
+        reordered = order is not None and not sparse and not room and canon not in ("cosine", "correlation")
         if refine:
             if not sparse:
                 Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(Xr, dtype=np.float64)
             if canon in ("cosine", "correlation"):  # unit rows, prepared once for all chunks
                 Xr, _, zr, _ = prepare_blas(Xr, canon)
-            elif order is not None and not sparse:
+            elif reordered:
                 Xr = Xr[order]
                 rank = np.empty(order.shape[0], dtype=np.int64)
                 rank[order] = np.arange(order.shape[0])
-        n = Xq.shape[0]
-        index_type, distance_type = knn_dtypes(n, Xr.shape[0], k)
-        room = distance_type == np.float32  # compact outputs leave room for P (knn_dtypes)
         out_i = knn_output(n, k, index_type, room)
         out_d = knn_output(n, k, distance_type, room)
         for s in range(0, n, self.CHUNK):
@@ -86,7 +88,7 @@ class ApproximateIndex(KNNIndex):
                 if canon in ("cosine", "correlation"):
                     Pq, _, zq, _ = prepare_blas(Xq[s:e], canon)
                     dist = recompute(canon, Pq, Xr, ind, zq, zr, self.n_jobs)
-                elif order is not None and not sparse:
+                elif reordered:
                     dist = recompute(canon, Xq[s:e], Xr, rank[ind], n_jobs=self.n_jobs)
                 else:
                     dist = recompute(canon, Xq[s:e], Xr, ind, n_jobs=self.n_jobs)
