@@ -190,3 +190,20 @@ def test_refinement_in_graph_order_gives_the_same_distances(monkeypatch):
     ind2, dist2 = Voyager(n_jobs=2, random_state=0).build(X, 15)
     np.testing.assert_array_equal(ind2, ind)
     np.testing.assert_array_equal(dist2, dist)
+
+
+def test_graph_without_renumbering_finds_the_same_neighbours():
+    """``renumber=False`` (compact outputs: no reordered copy of the data) searches the same
+    graph in the same way: the same neighbours and distances as the renumbered graph."""
+    X, _ = make_clusters(n=900, n_features=8, n_clusters=5, seed=10)
+    Xt = np.ascontiguousarray(X, dtype=np.float32)
+    index = Voyager(random_state=0)
+    index.build(X, 10)
+    renumbered = Level0Graph.from_voyager(index._index, Xt, index.M)
+    plain = Level0Graph.from_voyager(index._index, Xt, index.M, renumber=False)
+    assert plain.order is None and plain.X is Xt  # no copy of the data
+    nodes = np.random.default_rng(4).permutation(len(X))[:300]
+    i1, d1 = renumbered.search(nodes, 11, 41, n_jobs=2)
+    i2, d2 = plain.search(nodes, 11, 41, n_jobs=2)
+    np.testing.assert_array_equal(i2, i1)
+    np.testing.assert_array_equal(d2, d1)

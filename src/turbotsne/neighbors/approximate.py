@@ -557,11 +557,13 @@ class Voyager(DenseIndex):
         self._index = self._make_graph(Xg, n_jobs)
         self._ref = X
         unit = self._METRICS[canonical(self.metric)] == "Cosine"
-        graph = Level0Graph.from_voyager(self._index, Xg, self.M, unit=unit)
+        compact = knn_dtypes(X.shape[0], X.shape[0], k)[1] == np.float32  # memory first: no renumbered copy
+        graph = Level0Graph.from_voyager(self._index, Xg, self.M, unit=unit, renumber=not compact)
         if graph is None:  # a layout this version does not read, or a zero row for cosine: voyager searches
             return self._chunked(lambda s, e: self._search(Xt[s:e], k + 1, n_jobs), X, k, exclude_self=True)
+        order = None if graph.rank is None else np.argsort(graph.rank[node], kind="stable")
         return self._chunked(lambda s, e: self._search_own(graph, Xg, node[s:e], k + 1, n_jobs), X, k,
-                             exclude_self=True, order=np.argsort(graph.rank[node], kind="stable"))
+                             exclude_self=True, order=order)
 
     def query(self, X_new, k):
         self._check_fitted()
