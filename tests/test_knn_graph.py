@@ -176,22 +176,6 @@ def test_level0_graph_of_the_cosine_space():
     assert Level0Graph.from_voyager(cosine_index(Xz), Xz, 12, unit=True) is None
 
 
-def test_refinement_in_graph_order_gives_the_same_distances(monkeypatch):
-    """The euclidean refinement reads the rows in the graph's breadth-first order (a copy):
-    bit for bit the distances of the refinement in the original order."""
-    X, _ = make_clusters(n=1200, n_features=9, n_clusters=4, seed=9)
-    ind, dist = Voyager(n_jobs=2, random_state=0).build(X, 15)
-    chunked = approximate.ApproximateIndex._chunked
-
-    def without_order(self, search, Xq, k, exclude_self, order=None):
-        return chunked(self, search, Xq, k, exclude_self)
-
-    monkeypatch.setattr(approximate.ApproximateIndex, "_chunked", without_order)
-    ind2, dist2 = Voyager(n_jobs=2, random_state=0).build(X, 15)
-    np.testing.assert_array_equal(ind2, ind)
-    np.testing.assert_array_equal(dist2, dist)
-
-
 def test_graph_without_renumbering_finds_the_same_neighbours():
     """``renumber=False`` (compact outputs: no reordered copy of the data) searches the same
     graph in the same way: the same neighbours and distances as the renumbered graph."""

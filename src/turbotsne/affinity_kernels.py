@@ -5,8 +5,9 @@ precision whose entropy is within :data:`PERPLEXITY_TOLERANCE` nats of
 ``log(perplexity)`` (at most :data:`PERPLEXITY_MAX_ITER` steps; scikit-learn's and openTSNE's
 stopping rule) by safeguarded Newton steps on ``log(beta)``, and returns the row-normalised
 conditionals. :func:`symmetrize` turns kNN conditionals into ``(P + P^T) / sum`` as CSR, in
-the kNN arrays' own memory when asked. The parallel kernels give each row to one thread (or
-partition rows into fixed blocks), so results do not depend on the thread count.
+the kNN arrays' own memory when asked. The row kernels are serial ``nogil`` functions over a
+range of rows that a thread pool runs (:func:`~turbotsne._config.in_row_ranges`); rows are
+independent, so results do not depend on the thread count.
 """
 from __future__ import annotations
 

@@ -48,33 +48,25 @@ class ApproximateIndex(KNNIndex):
         return (not callable(self.metric) and canon in self._REFINE and not self.metric_params
                 and not (sparse and canon == "correlation"))
 
-    def _chunked(self, search, Xq, k, exclude_self, order=None):
+    def _chunked(self, search, Xq, k, exclude_self):
         """``(indices, distances)`` of every row of ``Xq``: ``search(start, stop)`` returns the
         raw neighbours of rows ``start:stop`` (``k + 1`` of them with ``exclude_self``, the
         point itself among them), then each chunk loses self and is refined and sorted
         straight into one ``(n, k)`` output (int64 / float64, or int32 / float32 from
-        ``COMPACT_KNN_FROM_ENTRIES`` entries on: :func:`knn_dtypes`). ``order``: the reference
-        rows in an order where neighbours lie close in memory; the euclidean refinement then
-        reads a float64 copy in that order (the same distances, fewer cache misses), except
-        with compact outputs, where memory comes first."""
+        ``COMPACT_KNN_FROM_ENTRIES`` entries on: :func:`knn_dtypes`)."""
         canon = canonical(self.metric)
         sparse = sp.issparse(Xq) or sp.issparse(self._ref)
         refine = self._refines(sparse)
         Xr = self._ref
         zr = None
-        n = Xq.shape[0]
-        index_type, distance_type = knn_dtypes(n, Xr.shape[0], k)
-        room = distance_type == np.float32  # compact outputs leave room for P (knn_dtypes)
-        reordered = order is not None and not sparse and not room and canon not in ("cosine", "correlation")
         if refine:
             if not sparse:
                 Xq, Xr = np.asarray(Xq, dtype=np.float64), np.asarray(Xr, dtype=np.float64)
             if canon in ("cosine", "correlation"):  # unit rows, prepared once for all chunks
                 Xr, _, zr, _ = prepare_blas(Xr, canon)
-            elif reordered:
-                Xr = Xr[order]
-                rank = np.empty(order.shape[0], dtype=np.int64)
-                rank[order] = np.arange(order.shape[0])
+        n = Xq.shape[0]
+        index_type, distance_type = knn_dtypes(n, Xr.shape[0], k)
+        room = distance_type == np.float32  # compact outputs leave room for P (knn_dtypes)
         out_i = knn_output(n, k, index_type, room)
         out_d = knn_output(n, k, distance_type, room)
         for s in range(0, n, self.CHUNK):
@@ -88,8 +80,6 @@ class ApproximateIndex(KNNIndex):
                 if canon in ("cosine", "correlation"):
                     Pq, _, zq, _ = prepare_blas(Xq[s:e], canon)
                     dist = recompute(canon, Pq, Xr, ind, zq, zr, self.n_jobs)
-                elif reordered:
-                    dist = recompute(canon, Xq[s:e], Xr, rank[ind], n_jobs=self.n_jobs)
                 else:
                     dist = recompute(canon, Xq[s:e], Xr, ind, n_jobs=self.n_jobs)
             out_i[s:e] = ind
@@ -561,9 +551,8 @@ class Voyager(DenseIndex):
         graph = Level0Graph.from_voyager(self._index, Xg, self.M, unit=unit, renumber=not compact)
         if graph is None:  # a layout this version does not read, or a zero row for cosine: voyager searches
             return self._chunked(lambda s, e: self._search(Xt[s:e], k + 1, n_jobs), X, k, exclude_self=True)
-        order = None if graph.rank is None else np.argsort(graph.rank[node], kind="stable")
         return self._chunked(lambda s, e: self._search_own(graph, Xg, node[s:e], k + 1, n_jobs), X, k,
-                             exclude_self=True, order=order)
+                             exclude_self=True)
 
     def query(self, X_new, k):
         self._check_fitted()

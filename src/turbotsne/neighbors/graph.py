@@ -35,7 +35,8 @@ class Level0Graph:
     """The bottom layer of an HNSW graph over the float32 rows ``X``: point ``i`` links to
     ``links[i, :count[i]]``. Kept renumbered in breadth-first order (``order[new] = old``), or
     with ``renumber=False`` as given (``order`` and ``rank`` None): no copy of ``X`` beside the
-    caller's, for when memory comes first (the search is ~15 % slower without the locality)."""
+    caller's, for when memory comes first (the search is slower without the locality:
+    ``bench/bench_graph_search.py``)."""
 
     def __init__(self, X, count, links, renumber=True):
         n = X.shape[0]
